@@ -1,0 +1,227 @@
+//! The application: state, listener, serve and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+use crate::config::{Config, Mode};
+use crate::dedup::Dedup;
+use crate::demo;
+use crate::dispatch::{self, Dispatcher};
+use crate::engagements::Engagements;
+use crate::rtms::RtmsManager;
+use crate::rtms::manager::SessionDeps;
+use crate::sim::{SimConfig, Simulator};
+use crate::status::StatusBus;
+use crate::webhook::Envelope;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub bus: StatusBus,
+    pub engagements: Engagements,
+    pub rtms: RtmsManager,
+    pub webhooks: mpsc::Sender<Envelope>,
+    pub dedup: Dedup,
+    pub http: reqwest::Client,
+    /// Fires on shutdown: SSE streams and sessions end with it.
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+    /// Encrypts the session cookie; derived from `SESSION_SECRET`.
+    pub cookie_key: axum_extra::extract::cookie::Key,
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    addr: SocketAddr,
+    sim: Option<Simulator>,
+    webhook_rx: mpsc::Receiver<Envelope>,
+}
+
+impl App {
+    /// Bind the listener and assemble everything; nothing runs yet.
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        let sim = match config.mode {
+            Mode::Demo { .. } => Some(start_demo_simulator(&mut config).await?),
+            Mode::Zoom => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+
+        let tls = crate::tls::client_config(config.zoom.ca_cert.as_deref())?;
+        let http = crate::tls::http_client(&tls)?;
+        let bus = StatusBus::new();
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let rtms = RtmsManager::new(
+            SessionDeps {
+                client_id: config.zoom.client_id.clone(),
+                client_secret: config.zoom.client_secret.clone(),
+                tls,
+                bus: bus.clone(),
+                config: config.rtms.clone(),
+            },
+            cancel.child_token(),
+            tracker.clone(),
+        );
+        let (webhooks, webhook_rx) = mpsc::channel(dispatch::QUEUE_DEPTH);
+        let state = AppState {
+            cookie_key: crate::session::cookie_key(&config.session_secret),
+            engagements: Engagements::new(bus.clone()),
+            config: Arc::new(config),
+            bus,
+            rtms,
+            webhooks,
+            dedup: Dedup::default(),
+            http,
+            cancel,
+            tracker,
+        };
+        if let Some(sim) = &sim {
+            let local = Url::parse(&format!("http://127.0.0.1:{}", addr.port()))?;
+            sim.handle().set_app_url(local);
+        }
+        Ok(Self {
+            listener,
+            state,
+            addr,
+            sim,
+            webhook_rx,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The in-process simulator of demo mode.
+    pub fn simulator(&self) -> Option<&Simulator> {
+        self.sim.as_ref()
+    }
+
+    /// Serve until `shutdown` resolves, then drain: SSE streams end, RTMS
+    /// sockets close, background tasks finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            listener,
+            state,
+            addr,
+            sim,
+            webhook_rx,
+        } = self;
+        let cancel = state.cancel.clone();
+        let tracker = state.tracker.clone();
+
+        let dispatcher = Dispatcher {
+            bus: state.bus.clone(),
+            engagements: state.engagements.clone(),
+            rtms: state.rtms.clone(),
+        };
+        tracker.spawn(dispatcher.run(webhook_rx, cancel.clone()));
+
+        if let Some(sim) = sim {
+            let handle = sim.handle();
+            let sim_cancel = cancel.clone();
+            tracker.spawn(async move {
+                if let Err(e) = sim
+                    .run_until_stopped(async move { sim_cancel.cancelled().await })
+                    .await
+                {
+                    tracing::error!(error = ?e, "simulator stopped");
+                }
+            });
+            if let Mode::Demo { manual: false } = state.config.mode {
+                tracker.spawn(demo::drive(handle, state.clone()));
+            }
+        }
+
+        let public = state
+            .config
+            .public_url
+            .clone()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| format!("http://localhost:{}", addr.port()));
+        tracing::info!(%addr, url = %public, mode = ?state.config.mode, "listening");
+
+        let router = crate::http::router(state);
+        let trigger = cancel.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => {},
+                    _ = trigger.cancelled() => {},
+                }
+                tracing::info!("shutting down");
+                trigger.cancel();
+            })
+            .await
+            .context("HTTP server")?;
+
+        cancel.cancel();
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not finish within 10 s");
+        }
+        Ok(())
+    }
+}
+
+/// Demo mode: start the simulator with generated credentials and point the
+/// config at it.
+async fn start_demo_simulator(config: &mut Config) -> anyhow::Result<Simulator> {
+    let sim_cfg = SimConfig::generated();
+    config.zoom.client_id = sim_cfg.client_id.clone();
+    config.zoom.client_secret = sim_cfg.client_secret.clone();
+    config.zoom.secret_token = sim_cfg.secret_token.clone();
+    let sim = Simulator::build(sim_cfg)
+        .await
+        .context("starting the demo simulator")?;
+    config.zoom.host = sim.base_url().clone();
+    config.zoom.api_url = sim.base_url().join("v2")?;
+    config.zoom.ca_cert = sim.ca_cert_path().map(Into::into);
+    Ok(sim)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,488 @@
+//! Configuration: command-line flags, environment and `.env`, turned into one
+//! typed, validated [`Config`].
+//!
+//! This is the only module that reads the environment. Every value is checked
+//! at start-up; a missing or malformed one yields a [`ConfigError`] naming the
+//! variable. Secrets are wrapped in [`Secret`] and never printed.
+//!
+//! Mode: with none of `ZOOM_APP_CLIENT_ID`, `ZOOM_APP_CLIENT_SECRET`,
+//! `ZOOM_SECRET_TOKEN` set the app runs in demo mode against the built-in
+//! simulator; with all three set it talks to Zoom; a partial set is an error.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use url::Url;
+
+use crate::secret::Secret;
+
+pub const DEFAULT_PORT: u16 = 3001;
+pub const DEFAULT_ZOOM_HOST: &str = "https://zoom.us";
+pub const DEFAULT_ZOOM_API_URL: &str = "https://api.zoom.us/v2";
+pub const DEFAULT_APPS_SDK_URL: &str = "https://appssdk.zoom.us/sdk.min.js";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zcc-rtms",
+    version,
+    about = "Zoom Contact Center RTMS app (serve), Zoom simulator (simulate), set-up check (doctor)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the app (the default).
+    Serve(ServeArgs),
+    /// Run the Zoom simulator on its own.
+    Simulate(SimulateArgs),
+    /// Check the configuration and what it points at, then exit.
+    Doctor(ServeArgs),
+}
+
+/// Zoom app credentials, shared by the app and the simulator.
+#[derive(Debug, Clone, Args, Default)]
+pub struct CredentialArgs {
+    /// OAuth client id of the Zoom app.
+    #[arg(long, env = "ZOOM_APP_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// OAuth client secret of the Zoom app (also keys the RTMS signature and the app context).
+    #[arg(long, env = "ZOOM_APP_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// Webhook secret token (Event Subscriptions).
+    #[arg(long, env = "ZOOM_SECRET_TOKEN", hide_env_values = true)]
+    pub secret_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long = "port", env = "BACKEND_PORT")]
+    pub port: Option<String>,
+    /// Address to bind.
+    #[arg(long = "bind", env = "BIND_ADDR")]
+    pub bind: Option<String>,
+    /// Public https URL of this app (webhooks, OAuth redirect).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Where the browser goes after the OAuth install.
+    #[arg(long, env = "FRONTEND_URL")]
+    pub frontend_url: Option<String>,
+    /// OAuth redirect URL (default `{PUBLIC_URL}/api/auth/callback`).
+    #[arg(long, env = "ZOOM_REDIRECT_URL")]
+    pub redirect_url: Option<String>,
+    /// Zoom OAuth host.
+    #[arg(long, env = "ZOOM_HOST")]
+    pub zoom_host: Option<String>,
+    /// Zoom REST base URL.
+    #[arg(long, env = "ZOOM_API_URL")]
+    pub zoom_api_url: Option<String>,
+    /// Extra root certificate (PEM) trusted for Zoom HTTPS and RTMS wss, e.g. a simulator's CA.
+    #[arg(long, env = "ZOOM_CA_CERT")]
+    pub zoom_ca_cert: Option<PathBuf>,
+    /// Zoom Apps SDK script URL; the CSP `script-src` follows its origin.
+    #[arg(long, env = "ZOOM_APPS_SDK_URL")]
+    pub apps_sdk_url: Option<String>,
+    /// Redis URL; when set, state is shared through Redis.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Secret for signing sessions and OAuth state (at least 32 characters).
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<String>,
+    /// Key (64 hex chars or base64 of 32 bytes) encrypting tokens at rest.
+    #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
+    pub token_encryption_key: Option<String>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format: `pretty` or `json`.
+    #[arg(long, env = "LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Most RTMS streams consumed at once by this instance.
+    #[arg(long, env = "RTMS_MAX_STREAMS")]
+    pub max_streams: Option<String>,
+    /// In demo mode: do not drive engagements automatically.
+    #[arg(long, env = "DEMO_MANUAL")]
+    pub demo_manual: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Base URL of the app that receives webhooks.
+    #[arg(long)]
+    pub app_url: Option<Url>,
+    /// Serve https/wss with a self-signed certificate made at start.
+    #[arg(long)]
+    pub tls: bool,
+    /// Keep-alive period of the RTMS sockets, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub keepalive_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{var} is required {why}")]
+    Missing {
+        var: &'static str,
+        why: &'static str,
+    },
+    #[error("{var} is malformed: {reason}")]
+    Malformed { var: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Which Zoom the app talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// No credentials: the built-in simulator stands in for Zoom.
+    Demo {
+        manual: bool,
+    },
+    Zoom,
+}
+
+#[derive(Debug, Clone)]
+pub struct ZoomConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub secret_token: Secret,
+    pub host: Url,
+    pub api_url: Url,
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub listen: SocketAddr,
+    /// Zoom credentials and endpoints. In demo mode these are filled in by
+    /// `App::build` once the in-process simulator is up.
+    pub zoom: ZoomConfig,
+    pub public_url: Option<Url>,
+    pub frontend_url: Option<String>,
+    pub redirect_url: Option<Url>,
+    pub apps_sdk_url: Url,
+    pub redis_url: Option<Secret>,
+    pub session_secret: Secret,
+    pub token_encryption_key: Option<[u8; 32]>,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub rtms: RtmsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RtmsConfig {
+    pub max_streams: usize,
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+}
+
+impl Default for RtmsConfig {
+    fn default() -> Self {
+        Self {
+            max_streams: 5_000,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Validate raw arguments into a config.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let creds = &args.credentials;
+        let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let set = [
+            present(&creds.client_id),
+            present(&creds.client_secret),
+            present(&creds.secret_token),
+        ];
+        let demo = set.iter().all(|s| !s);
+        if !demo {
+            for (i, var) in [
+                "ZOOM_APP_CLIENT_ID",
+                "ZOOM_APP_CLIENT_SECRET",
+                "ZOOM_SECRET_TOKEN",
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if !set[i] {
+                    return Err(ConfigError::Missing {
+                        var,
+                        why: "when any Zoom credential is set (leave all three unset for demo mode)",
+                    });
+                }
+            }
+        }
+
+        let port = match args.port.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_PORT,
+            Some(p) => p.parse::<u16>().map_err(|e| ConfigError::Malformed {
+                var: "BACKEND_PORT",
+                reason: format!("{p:?} is not a port number ({e})"),
+            })?,
+        };
+        let bind: IpAddr = match args.bind.as_deref().map(str::trim) {
+            None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Some(b) => b.parse().map_err(|e| ConfigError::Malformed {
+                var: "BIND_ADDR",
+                reason: format!("{b:?} is not an IP address ({e})"),
+            })?,
+        };
+
+        let public_url = opt_url("PUBLIC_URL", &args.public_url)?;
+        let redirect_url = opt_url("ZOOM_REDIRECT_URL", &args.redirect_url)?;
+        let frontend_url = args.frontend_url.clone().filter(|s| !s.trim().is_empty());
+        let host = opt_url("ZOOM_HOST", &args.zoom_host)?
+            .unwrap_or_else(|| Url::parse(DEFAULT_ZOOM_HOST).expect("constant URL"));
+        let api_url = opt_url("ZOOM_API_URL", &args.zoom_api_url)?
+            .unwrap_or_else(|| Url::parse(DEFAULT_ZOOM_API_URL).expect("constant URL"));
+        let apps_sdk_url = opt_url("ZOOM_APPS_SDK_URL", &args.apps_sdk_url)?
+            .unwrap_or_else(|| Url::parse(DEFAULT_APPS_SDK_URL).expect("constant URL"));
+        if let Some(path) = &args.zoom_ca_cert
+            && !path.is_file()
+        {
+            return Err(ConfigError::Malformed {
+                var: "ZOOM_CA_CERT",
+                reason: format!("{} is not a readable file", path.display()),
+            });
+        }
+
+        let session_secret = match args.session_secret.as_deref() {
+            Some(s) if s.len() >= 32 => Secret::new(s),
+            Some(_) => {
+                return Err(ConfigError::Malformed {
+                    var: "SESSION_SECRET",
+                    reason: "must be at least 32 characters".into(),
+                });
+            }
+            None if demo => Secret::new(random_hex(32)),
+            None => {
+                return Err(ConfigError::Missing {
+                    var: "SESSION_SECRET",
+                    why: "with Zoom credentials (at least 32 random characters)",
+                });
+            }
+        };
+        let token_encryption_key = match args.token_encryption_key.as_deref() {
+            Some(raw) => Some(parse_key(raw)?),
+            None => None,
+        };
+
+        let log_format = match args.log_format.as_deref() {
+            None | Some("") | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Malformed {
+                    var: "LOG_FORMAT",
+                    reason: format!("{other:?} is neither \"pretty\" nor \"json\""),
+                });
+            }
+        };
+        let mut rtms = RtmsConfig::default();
+        if let Some(raw) = args.max_streams.as_deref() {
+            rtms.max_streams = raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError::Malformed {
+                    var: "RTMS_MAX_STREAMS",
+                    reason: format!("{raw:?} is not a positive integer"),
+                })?;
+        }
+        let redis_url = match args.redis_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) => {
+                Url::parse(u).map_err(|e| ConfigError::Malformed {
+                    var: "REDIS_URL",
+                    reason: e.to_string(),
+                })?;
+                Some(Secret::new(u))
+            }
+        };
+
+        Ok(Config {
+            mode: if demo {
+                Mode::Demo {
+                    manual: parse_bool(args.demo_manual.as_deref()),
+                }
+            } else {
+                Mode::Zoom
+            },
+            listen: SocketAddr::new(bind, port),
+            zoom: ZoomConfig {
+                client_id: creds.client_id.clone().unwrap_or_default(),
+                client_secret: Secret::new(creds.client_secret.clone().unwrap_or_default()),
+                secret_token: Secret::new(creds.secret_token.clone().unwrap_or_default()),
+                host,
+                api_url,
+                ca_cert: args.zoom_ca_cert.clone(),
+            },
+            public_url,
+            frontend_url,
+            redirect_url,
+            apps_sdk_url,
+            redis_url,
+            session_secret,
+            token_encryption_key,
+            data_dir: args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data")),
+            log_format,
+            rtms,
+        })
+    }
+
+    pub fn is_demo(&self) -> bool {
+        matches!(self.mode, Mode::Demo { .. })
+    }
+
+    /// The origin (`scheme://host[:port]`) of the Apps SDK script, for the CSP.
+    pub fn apps_sdk_origin(&self) -> String {
+        self.apps_sdk_url.origin().ascii_serialization()
+    }
+}
+
+fn opt_url(var: &'static str, raw: &Option<String>) -> Result<Option<Url>, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => {
+            let url = Url::parse(s).map_err(|e| ConfigError::Malformed {
+                var,
+                reason: format!("{s:?} is not a URL ({e})"),
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::Malformed {
+                    var,
+                    reason: format!("{s:?} must be an http or https URL"),
+                });
+            }
+            Ok(Some(url))
+        }
+    }
+}
+
+fn parse_bool(raw: Option<&str>) -> bool {
+    matches!(
+        raw.map(|s| s.trim().to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "yes" | "on")
+    )
+}
+
+fn parse_key(raw: &str) -> Result<[u8; 32], ConfigError> {
+    use base64::Engine as _;
+    let raw = raw.trim();
+    let bytes = if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(raw).ok()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw))
+            .ok()
+    };
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| ConfigError::Malformed {
+            var: "TOKEN_ENCRYPTION_KEY",
+            reason: "must be 32 bytes as 64 hex characters or base64".into(),
+        })
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    use rand::RngCore as _;
+    let mut buf = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds() -> ServeArgs {
+        ServeArgs {
+            credentials: CredentialArgs {
+                client_id: Some("id".into()),
+                client_secret: Some("secret".into()),
+                secret_token: Some("token".into()),
+            },
+            session_secret: Some("s".repeat(32)),
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn no_credentials_means_demo_mode_on_port_3001() {
+        let cfg = Config::from_args(&ServeArgs::default()).expect("valid");
+        assert!(cfg.is_demo());
+        assert_eq!(cfg.listen.port(), 3001);
+    }
+
+    #[test]
+    fn a_partial_credential_set_names_the_missing_variable() {
+        let mut args = creds();
+        args.credentials.secret_token = None;
+        let err = Config::from_args(&args).expect_err("partial");
+        assert!(err.to_string().contains("ZOOM_SECRET_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn malformed_port_names_backend_port() {
+        let mut args = creds();
+        args.port = Some("eighty".into());
+        let err = Config::from_args(&args).expect_err("bad port");
+        assert!(err.to_string().contains("BACKEND_PORT"), "{err}");
+    }
+
+    #[test]
+    fn zoom_mode_requires_a_session_secret() {
+        let mut args = creds();
+        args.session_secret = None;
+        let err = Config::from_args(&args).expect_err("no session secret");
+        assert!(err.to_string().contains("SESSION_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn csp_origin_follows_the_sdk_url() {
+        let mut args = creds();
+        args.apps_sdk_url = Some("http://127.0.0.1:4444/sim/appssdk.js".into());
+        let cfg = Config::from_args(&args).expect("valid");
+        assert_eq!(cfg.apps_sdk_origin(), "http://127.0.0.1:4444");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let cfg = Config::from_args(&creds()).expect("valid");
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("\"secret\""), "{dbg}");
+        assert!(!dbg.contains(&"s".repeat(32)), "{dbg}");
+    }
+
+    #[test]
+    fn token_key_accepts_hex_and_base64_and_rejects_short_keys() {
+        assert!(parse_key(&"ab".repeat(32)).is_ok());
+        assert!(parse_key("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_ok());
+        assert!(parse_key("short").is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! HTTP: routes, security headers, SSE. One router per concern, merged here.
+//!
+//! Never talks to RTMS sockets; it asks the engine through `AppState`.
+
+mod assets;
+mod engagement;
+mod events;
+mod health;
+pub mod security;
+mod webhooks;
+
+use axum::Router;
+use axum::http::StatusCode;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+/// The whole app. Pure: builds routes and layers, starts nothing.
+pub fn router(state: AppState) -> Router {
+    let headers = security::layer(&state.config);
+    Router::new()
+        .merge(health::router())
+        .merge(webhooks::router())
+        .merge(events::router())
+        .merge(engagement::router())
+        .merge(assets::router())
+        .fallback(not_found)
+        .layer(headers)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {
+    let _ = StatusCode::NOT_FOUND;
+    crate::error::AppError::NotFound(format!("no route for {}", uri.path()))
+}

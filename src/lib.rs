@@ -1,0 +1,26 @@
+//! zcc-rtms: a Zoom App for the Zoom Contact Center that consumes an
+//! engagement's real-time media stream (RTMS) and shows it live.
+//!
+//! The binary is thin; everything lives here so tests, the simulator and demo
+//! mode run the same code. See `../shared/design.md` for the flows.
+
+pub mod app;
+pub mod config;
+pub mod dedup;
+pub mod demo;
+pub mod dispatch;
+pub mod engagements;
+pub mod error;
+pub mod http;
+pub mod rtms;
+pub mod secret;
+pub mod session;
+pub mod sim;
+pub mod status;
+pub mod telemetry;
+pub mod time;
+pub mod tls;
+pub mod webhook;
+
+pub use app::{App, AppState, shutdown_signal};
+pub use config::Config;

@@ -1,0 +1,76 @@
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use zcc_rtms::config::{Cli, Command, Config, ServeArgs, SimulateArgs};
+use zcc_rtms::{App, shutdown_signal, telemetry, tls};
+
+fn main() -> ExitCode {
+    // A missing .env is normal; a malformed one is reported by the values it yields.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    tls::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => serve(cli.serve).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Simulate(args)) => simulate(args).await,
+            Some(Command::Doctor(args)) => doctor(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(&args).context("configuration")?;
+    telemetry::init(config.log_format);
+    let app = App::build(config).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    telemetry::init(zcc_rtms::config::LogFormat::Pretty);
+    zcc_rtms::sim::run_cli(args, shutdown_signal()).await
+}
+
+async fn doctor(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(&args).context("configuration")?;
+    println!("configuration: ok");
+    println!(
+        "mode: {}",
+        if config.is_demo() {
+            "demo (built-in simulator)"
+        } else {
+            "zoom"
+        }
+    );
+    println!("listen: {}", config.listen);
+    println!("zoom host: {}", config.zoom.host);
+    println!("zoom api: {}", config.zoom.api_url);
+    println!("apps sdk: {}", config.apps_sdk_url);
+    println!(
+        "store: {}",
+        if config.redis_url.is_some() {
+            "redis".to_string()
+        } else {
+            format!("embedded ({})", config.data_dir.display())
+        }
+    );
+    Ok(())
+}

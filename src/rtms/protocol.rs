@@ -1,0 +1,1 @@
+//! RTMS wire messages. No IO.

@@ -1,0 +1,1 @@
+//! One RTMS stream: its signaling and media sockets and their loop.

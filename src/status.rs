@@ -1,0 +1,311 @@
+//! The live status bus: what the page shows, as events plus a snapshot.
+//!
+//! Producers (webhook processing, the RTMS engine, engagement tracking)
+//! publish here; SSE subscribers get a consistent snapshot followed by live
+//! events. A subscriber that falls behind gets a fresh snapshot rather than an
+//! error. The bus decides nothing; it only carries and remembers.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::time::{now_ms, rfc3339_ms};
+
+/// How many status lines the snapshot keeps (newest first on the wire).
+pub const RECENT_STATUS: usize = 200;
+const CHANNEL_CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Success,
+    Warning,
+    Error,
+}
+
+/// One line of the terminal-style status list (the seed's shape).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusEvent {
+    pub id: u64,
+    pub timestamp: String,
+    pub message: String,
+    #[serde(rename = "type")]
+    pub level: Level,
+    pub engagement_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngagementView {
+    pub engagement_id: String,
+    /// `active` or `ended`.
+    pub state: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub account_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct ChannelView {
+    pub channel_id: String,
+    /// `caller`, `agent` or empty when not known yet.
+    pub role: String,
+    pub frames: u64,
+    /// RMS level of the latest frame, 0.0 … 1.0 of full scale.
+    pub level: f32,
+    /// Highest level seen over the latest reporting interval.
+    pub peak: f32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StreamView {
+    pub engagement_id: String,
+    pub rtms_stream_id: String,
+    /// `connecting`, `streaming`, `reconnecting`, `stopped` or `failed`.
+    pub state: String,
+    pub frames: u64,
+    pub transcripts: u64,
+    pub channels: Vec<ChannelView>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TranscriptLine {
+    pub engagement_id: String,
+    pub rtms_stream_id: String,
+    pub channel_id: String,
+    pub role: String,
+    pub text: String,
+    pub timestamp: i64,
+}
+
+/// What travels on the bus. The SSE event name is the `kind`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusEvent {
+    Status(StatusEvent),
+    Engagement(EngagementView),
+    Stream(StreamView),
+    Transcript(TranscriptLine),
+}
+
+impl BusEvent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BusEvent::Status(_) => "status",
+            BusEvent::Engagement(_) => "engagement",
+            BusEvent::Stream(_) => "stream",
+            BusEvent::Transcript(_) => "transcript",
+        }
+    }
+
+    pub fn engagement_id(&self) -> Option<&str> {
+        match self {
+            BusEvent::Status(s) => s.engagement_id.as_deref(),
+            BusEvent::Engagement(e) => Some(&e.engagement_id),
+            BusEvent::Stream(s) => Some(&s.engagement_id),
+            BusEvent::Transcript(t) => Some(&t.engagement_id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Snapshot {
+    /// Newest first.
+    pub status: Vec<StatusEvent>,
+    pub engagements: Vec<EngagementView>,
+    pub streams: Vec<StreamView>,
+    pub transcripts: Vec<TranscriptLine>,
+}
+
+impl Snapshot {
+    /// Keep only what concerns one engagement (status lines without an
+    /// engagement are global and stay).
+    pub fn for_engagement(mut self, engagement_id: &str) -> Self {
+        self.status.retain(|s| {
+            s.engagement_id
+                .as_deref()
+                .is_none_or(|e| e == engagement_id)
+        });
+        self.engagements
+            .retain(|e| e.engagement_id == engagement_id);
+        self.streams.retain(|s| s.engagement_id == engagement_id);
+        self.transcripts
+            .retain(|t| t.engagement_id == engagement_id);
+        self
+    }
+}
+
+#[derive(Default)]
+struct State {
+    recent: VecDeque<StatusEvent>,
+    engagements: BTreeMap<String, EngagementView>,
+    streams: HashMap<String, StreamView>,
+    transcripts: VecDeque<TranscriptLine>,
+}
+
+/// Cheap to clone; all clones share one bus.
+#[derive(Clone)]
+pub struct StatusBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: broadcast::Sender<Arc<BusEvent>>,
+    state: Mutex<State>,
+    next_id: AtomicU64,
+}
+
+impl Default for StatusBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatusBus {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+        Self {
+            inner: Arc::new(Inner {
+                tx,
+                state: Mutex::new(State::default()),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state half-written
+        // in a way that matters (it is a cache of views), so recover.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publish a status line.
+    pub fn status(&self, engagement_id: Option<&str>, level: Level, message: impl Into<String>) {
+        let event = StatusEvent {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            timestamp: rfc3339_ms(now_ms()),
+            message: message.into(),
+            level,
+            engagement_id: engagement_id.map(str::to_owned),
+        };
+        let mut state = self.state();
+        state.recent.push_front(event.clone());
+        state.recent.truncate(RECENT_STATUS);
+        // Sending under the lock keeps snapshot + stream gap-free for subscribers.
+        let _ = self.inner.tx.send(Arc::new(BusEvent::Status(event)));
+    }
+
+    pub fn engagement(&self, view: EngagementView) {
+        let mut state = self.state();
+        state
+            .engagements
+            .insert(view.engagement_id.clone(), view.clone());
+        // Keep the map bounded: drop the oldest ended engagements.
+        if state.engagements.len() > 1000 {
+            let mut ended: Vec<(String, String)> = state
+                .engagements
+                .values()
+                .filter(|e| e.state != "active")
+                .map(|e| {
+                    (
+                        e.ended_at.clone().unwrap_or_default(),
+                        e.engagement_id.clone(),
+                    )
+                })
+                .collect();
+            ended.sort();
+            for (_, id) in ended.into_iter().take(100) {
+                state.engagements.remove(&id);
+            }
+        }
+        let _ = self.inner.tx.send(Arc::new(BusEvent::Engagement(view)));
+    }
+
+    pub fn stream(&self, view: StreamView) {
+        let mut state = self.state();
+        if view.state == "stopped" || view.state == "failed" {
+            state.streams.remove(&view.rtms_stream_id);
+        } else {
+            state
+                .streams
+                .insert(view.rtms_stream_id.clone(), view.clone());
+        }
+        let _ = self.inner.tx.send(Arc::new(BusEvent::Stream(view)));
+    }
+
+    pub fn transcript(&self, line: TranscriptLine) {
+        let mut state = self.state();
+        state.transcripts.push_front(line.clone());
+        state.transcripts.truncate(RECENT_STATUS);
+        let _ = self.inner.tx.send(Arc::new(BusEvent::Transcript(line)));
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state();
+        Self::snapshot_of(&state)
+    }
+
+    fn snapshot_of(state: &State) -> Snapshot {
+        Snapshot {
+            status: state.recent.iter().cloned().collect(),
+            engagements: state.engagements.values().cloned().collect(),
+            streams: state.streams.values().cloned().collect(),
+            transcripts: state.transcripts.iter().cloned().collect(),
+        }
+    }
+
+    /// A snapshot and a receiver that starts exactly after it.
+    pub fn subscribe(&self) -> (Snapshot, broadcast::Receiver<Arc<BusEvent>>) {
+        let state = self.state();
+        let rx = self.inner.tx.subscribe();
+        (Self::snapshot_of(&state), rx)
+    }
+
+    /// Status lines, newest first.
+    pub fn recent_status(&self) -> Vec<StatusEvent> {
+        self.state().recent.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_lists_status_newest_first_and_is_bounded() {
+        let bus = StatusBus::new();
+        for i in 0..(RECENT_STATUS + 10) {
+            bus.status(Some("e1"), Level::Info, format!("m{i}"));
+        }
+        let snap = bus.snapshot();
+        assert_eq!(snap.status.len(), RECENT_STATUS);
+        assert_eq!(snap.status[0].message, format!("m{}", RECENT_STATUS + 9));
+        assert!(snap.status[0].id > snap.status[1].id);
+    }
+
+    #[tokio::test]
+    async fn subscriber_sees_events_after_its_snapshot_without_gap() {
+        let bus = StatusBus::new();
+        bus.status(None, Level::Info, "before");
+        let (snap, mut rx) = bus.subscribe();
+        bus.status(None, Level::Success, "after");
+        assert_eq!(snap.status.len(), 1);
+        let ev = rx.recv().await.expect("event");
+        assert!(matches!(&*ev, BusEvent::Status(s) if s.message == "after"));
+    }
+
+    #[test]
+    fn engagement_filter_keeps_global_lines() {
+        let bus = StatusBus::new();
+        bus.status(None, Level::Info, "global");
+        bus.status(Some("a"), Level::Info, "for a");
+        bus.status(Some("b"), Level::Info, "for b");
+        let snap = bus.snapshot().for_engagement("a");
+        let msgs: Vec<_> = snap.status.iter().map(|s| s.message.as_str()).collect();
+        assert_eq!(msgs, vec!["for a", "global"]);
+    }
+}
