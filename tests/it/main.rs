@@ -4,4 +4,9 @@ mod helpers;
 
 mod flow;
 mod http;
+mod sim_conformance;
+mod sim_http;
+mod sim_rtms;
+mod sim_support;
+mod sim_webhooks;
 mod webhooks;
