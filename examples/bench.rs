@@ -26,7 +26,9 @@ const SECRET_TOKEN: &str = "bench_secret_token";
 fn main() -> anyhow::Result<()> {
     zcc_rtms::tls::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     if args.first().map(String::as_str) == Some("--sim") {
         return rt.block_on(run_sim(args.get(1).cloned().unwrap_or_default()));
     }
@@ -157,7 +159,9 @@ async fn run_once(streams: usize) -> anyhow::Result<()> {
         100.0 * cpu / secs,
         1e6 * cpu / frames.max(1) as f64,
         rss_mb(),
-        counters.sessions_failed.load(std::sync::atomic::Ordering::Relaxed),
+        counters
+            .sessions_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(30), server).await;

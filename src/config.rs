@@ -109,6 +109,9 @@ pub struct ServeArgs {
     /// Most RTMS streams consumed at once by this instance.
     #[arg(long, env = "RTMS_MAX_STREAMS")]
     pub max_streams: Option<String>,
+    /// Milliseconds without any message from Zoom before an RTMS connection counts as lost.
+    #[arg(long, env = "RTMS_IDLE_TIMEOUT_MS")]
+    pub rtms_idle_timeout_ms: Option<String>,
     /// In demo mode: do not drive engagements automatically.
     #[arg(long, env = "DEMO_MANUAL")]
     pub demo_manual: Option<String>,
@@ -193,6 +196,9 @@ pub struct RtmsConfig {
     pub max_streams: usize,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
+    /// With nothing heard from Zoom for this long (no media, no keep-alive),
+    /// the connection is treated as lost (Zoom's documented 65 s).
+    pub idle_timeout: Duration,
 }
 
 impl Default for RtmsConfig {
@@ -201,6 +207,7 @@ impl Default for RtmsConfig {
             max_streams: 5_000,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(65),
         }
     }
 }
@@ -307,6 +314,17 @@ impl Config {
                 .ok_or_else(|| ConfigError::Malformed {
                     var: "RTMS_MAX_STREAMS",
                     reason: format!("{raw:?} is not a positive integer"),
+                })?;
+        }
+        if let Some(raw) = args.rtms_idle_timeout_ms.as_deref() {
+            rtms.idle_timeout = raw
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 100)
+                .map(Duration::from_millis)
+                .ok_or_else(|| ConfigError::Malformed {
+                    var: "RTMS_IDLE_TIMEOUT_MS",
+                    reason: format!("{raw:?} is not a number of milliseconds ≥ 100"),
                 })?;
         }
         let redis_url = match args.redis_url.as_deref().map(str::trim) {

@@ -34,6 +34,9 @@ pub const CHUNK_REPORT_EVERY: u64 = 50;
 const VIEW_INTERVAL: Duration = Duration::from_millis(200);
 /// How long after losing the connection we keep trying (Zoom waits ~60 s).
 const RECONNECT_WINDOW: Duration = Duration::from_secs(60);
+/// An interruption notice is acted on when nothing is heard for this long
+/// (while data flows, it is about a connection we already replaced).
+const INTERRUPT_STALE_AFTER: Duration = Duration::from_secs(1);
 /// Largest RTMS message accepted (an audio frame is ~1 KB).
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -173,6 +176,15 @@ pub struct Session {
     sequence: u64,
     /// The current connection attempt reached streaming.
     streamed: bool,
+    /// When any socket last delivered a message.
+    last_heard: Instant,
+}
+
+/// Where and how the media sockets of a connection were opened.
+struct MediaPlan {
+    audio_url: String,
+    audio_kind: u32,
+    signature: String,
 }
 
 impl Session {
@@ -190,6 +202,7 @@ impl Session {
             meter: Meter::new(),
             sequence: rand::random::<u32>() as u64,
             streamed: false,
+            last_heard: Instant::now(),
         }
     }
 
@@ -552,7 +565,14 @@ impl Session {
         self.streamed = true;
         self.publish_view("streaming");
 
-        let ended = self.stream(&mut sig, &mut audio, &mut transcript).await;
+        let plan = MediaPlan {
+            audio_url,
+            audio_kind,
+            signature,
+        };
+        let ended = self
+            .stream(&mut sig, &mut audio, &mut transcript, &plan)
+            .await;
         let code = match &ended {
             Ended::Cancelled | Ended::Terminated { .. } => CloseCode::Normal,
             _ => CloseCode::Away,
@@ -565,26 +585,52 @@ impl Session {
         ended
     }
 
-    async fn stream(&mut self, sig: &mut Ws, audio: &mut Ws, transcript: &mut Option<Ws>) -> Ended {
+    async fn stream(
+        &mut self,
+        sig: &mut Ws,
+        audio: &mut Ws,
+        transcript: &mut Option<Ws>,
+        plan: &MediaPlan,
+    ) -> Ended {
         let mut tick = tokio::time::interval(VIEW_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let idle_timeout = self.deps.config.idle_timeout;
+        self.last_heard = Instant::now();
+        // Set by an interruption notice that arrived while data was flowing.
+        let mut suspect_since: Option<Instant> = None;
         loop {
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Ended::Cancelled,
                 ctl = self.control.recv() => match ctl {
                     Some(Control::Restart { server_urls }) => return Ended::Restart(server_urls),
+                    // Zoom reports a drop it saw; if our sockets are alive
+                    // (media just arrived) the notice is about a connection we
+                    // already replaced, and acting on it would loop.
+                    Some(Control::Interrupted) if self.last_heard.elapsed() < INTERRUPT_STALE_AFTER => {
+                        tracing::info!("interruption notice while data flows; checking the connection");
+                        suspect_since = Some(Instant::now());
+                    }
                     Some(Control::Interrupted) => return Ended::Lost("Zoom reported the stream interrupted".into()),
                     None => return Ended::Cancelled,
                 },
                 m = sig.next() => {
+                    self.last_heard = Instant::now();
                     if let Some(end) = self.on_signaling(sig, m).await {
                         return end;
                     }
                 }
                 m = audio.next() => {
-                    if let Some(end) = self.on_media(audio, m, "audio").await {
-                        return end;
+                    self.last_heard = Instant::now();
+                    match self.on_media(audio, m, "audio").await {
+                        None => {}
+                        // Media-only loss: signaling is up, so reconnect just
+                        // the audio socket (protocol doc §17.3).
+                        Some(Ended::Lost(why)) => match self.reopen_audio(sig, plan, &why).await {
+                            Ok(ws) => *audio = ws,
+                            Err(end) => return end,
+                        },
+                        Some(end) => return end,
                     }
                 }
                 m = next_opt(transcript) => {
@@ -596,9 +642,72 @@ impl Session {
                     if self.meter.dirty {
                         self.publish_view("streaming");
                     }
+                    if let Some(at) = suspect_since {
+                        if self.last_heard > at {
+                            suspect_since = None;
+                        } else if at.elapsed() >= INTERRUPT_STALE_AFTER {
+                            return Ended::Lost("Zoom reported the stream interrupted".into());
+                        }
+                    }
+                    if self.last_heard.elapsed() >= idle_timeout {
+                        return Ended::Lost(format!(
+                            "nothing heard from Zoom for {} s",
+                            idle_timeout.as_secs()
+                        ));
+                    }
                 }
             }
         }
+    }
+
+    /// Reconnect the audio socket alone, a few times, then give up (the
+    /// caller redoes everything).
+    async fn reopen_audio(
+        &mut self,
+        sig: &mut Ws,
+        plan: &MediaPlan,
+        why: &str,
+    ) -> Result<Ws, Ended> {
+        tracing::warn!(%why, "audio socket lost; reconnecting it");
+        self.status(
+            Level::Warning,
+            format!("RTMS media connection lost ({why}), reconnecting"),
+        );
+        self.deps
+            .counters
+            .reconnects
+            .fetch_add(1, Ordering::Relaxed);
+        let mut last = Ended::Lost(why.to_owned());
+        for attempt in 0..3u32 {
+            if !self
+                .backoff(Duration::from_millis(250) * 2u32.pow(attempt))
+                .await
+            {
+                return Err(Ended::Cancelled);
+            }
+            match self
+                .open_media(&plan.audio_url, plan.audio_kind, &plan.signature, false)
+                .await
+            {
+                Ok(Some(ws)) => {
+                    if let Err(e) = send(
+                        sig,
+                        &protocol::ClientReadyAck::new(&self.spec.rtms_stream_id),
+                    )
+                    .await
+                    {
+                        return Err(Ended::Lost(e));
+                    }
+                    tracing::info!("audio socket reconnected");
+                    self.last_heard = Instant::now();
+                    return Ok(ws);
+                }
+                Ok(None) => {}
+                Err(e @ (Ended::Cancelled | Ended::Refused { .. })) => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     async fn on_signaling(

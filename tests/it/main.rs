@@ -4,6 +4,7 @@ mod helpers;
 
 mod flow;
 mod http;
+mod resilience;
 mod sim_conformance;
 mod sim_http;
 mod sim_rtms;
