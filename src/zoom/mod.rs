@@ -422,7 +422,17 @@ impl ZoomClient {
     ) -> Result<reqwest::Response, ZoomError> {
         let mut record = self.tokens_for(caller).await?;
         if record.expires_at_ms - now_ms() < REFRESH_MARGIN.as_millis() as i64 {
-            record = self.refresh(&record).await?;
+            match self.refresh(&record).await {
+                Ok(fresh) => record = fresh,
+                // A transient failure while the token still has a little
+                // life left: use it rather than fail the call.
+                Err(e)
+                    if !matches!(e, ZoomError::NeedsAuth(_)) && record.expires_at_ms > now_ms() =>
+                {
+                    tracing::warn!(error = %e, "early refresh failed; using the current token");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let send = |token: &str| {
             self.inner
@@ -470,7 +480,9 @@ impl ZoomClient {
     pub async fn refresh(&self, stale: &TokenRecord) -> Result<TokenRecord, ZoomError> {
         let this = self.clone();
         let stale = stale.clone();
-        // Own task: never cancelled between Zoom's answer and the store write.
+        // Own task: never cancelled between Zoom's answer and the store
+        // write. Short-lived and bounded by the HTTP and lock timeouts, so it
+        // needs no tracker.
         tokio::spawn(async move { this.refresh_inner(stale).await })
             .await
             .map_err(|e| ZoomError::Malformed(format!("refresh task failed: {e}")))?
