@@ -5,5 +5,10 @@ mod redis_server;
 
 mod flow;
 mod http;
+mod sim_conformance;
+mod sim_http;
+mod sim_rtms;
+mod sim_support;
+mod sim_webhooks;
 mod store;
 mod webhooks;
