@@ -43,10 +43,12 @@ pub fn parse_request(body: &[u8]) -> Result<(String, RtmsAction), AppError> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| AppError::BadRequest("engagementId is missing or empty".into()))?;
+    // It becomes a URL path segment at Zoom: no slashes, no dot segments.
     if engagement_id.len() > MAX_ENGAGEMENT_ID
+        || engagement_id.bytes().all(|b| b == b'.')
         || !engagement_id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.~=+/".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~=+".contains(&b))
     {
         return Err(AppError::BadRequest(
             "engagementId has unexpected characters or is too long".into(),
@@ -136,6 +138,8 @@ mod tests {
             (br#"{"engagementId":"E","action":"launch"}"#, "start, stop"),
             (br#"{"engagementId":"E"}"#, "action"),
             (br#"{"engagementId":"a b","action":"stop"}"#, "characters"),
+            (br#"{"engagementId":"a/b","action":"stop"}"#, "characters"),
+            (br#"{"engagementId":"..","action":"stop"}"#, "characters"),
             (br#"{"engagementId":7,"action":"stop"}"#, "engagementId"),
         ] {
             let err = parse_request(body).expect_err("invalid");

@@ -3,6 +3,10 @@
 mod helpers;
 mod redis_server;
 
+mod auth;
+mod auth_crash;
+mod auth_harness;
+mod control;
 mod flow;
 mod http;
 mod sim_conformance;
