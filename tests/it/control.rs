@@ -392,3 +392,41 @@ async fn two_instances_on_redis_refresh_once_between_them() {
         .expect("ran");
     rig.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_about_to_expire_is_refreshed_before_the_call() {
+    let app = TestApp::spawn().await;
+    let cookie = install(&app, None).await;
+    let user = app.sim.default_user();
+    let engagement = app.sim.create_engagement().await.expect("engagement");
+    let store = &app.state.store;
+    let mut record = store
+        .load_tokens(&user.account_id, &user.user_id)
+        .await
+        .expect("load")
+        .expect("tokens");
+    // Thirty seconds left: inside the refresh margin.
+    record.expires_at_ms = zcc_rtms::time::now_ms() + 30_000;
+    store.update_tokens(&record).await.expect("update");
+
+    let rejected_before = rest_calls(&app, 401);
+    let (code, body) = control(&app, Some(&cookie), &engagement, "stop").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(refresh_grants(&app), 1, "refreshed ahead of expiry");
+    assert_eq!(
+        rest_calls(&app, 401),
+        rejected_before,
+        "no call was refused"
+    );
+    let fresh = store
+        .load_tokens(&user.account_id, &user.user_id)
+        .await
+        .expect("load")
+        .expect("tokens");
+    assert_ne!(
+        fresh.refresh_token, record.refresh_token,
+        "rotated pair stored"
+    );
+    assert!(fresh.expires_at_ms > record.expires_at_ms + 60_000);
+    app.shutdown().await;
+}
