@@ -1,1 +1,181 @@
-//! The whole flow against the simulator.
+//! The whole flow against the simulator: webhooks in, RTMS sockets out,
+//! frames counted, status on SSE, stop and shutdown close everything.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{Options, TestApp, eventually};
+
+/// A counter from the simulator's stats, by JSON pointer (0 when absent).
+pub fn stat(app: &TestApp, pointer: &str) -> u64 {
+    app.sim
+        .stats()
+        .pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+async fn start_engagement(app: &TestApp) -> String {
+    let id = app.sim.create_engagement().await.expect("engagement");
+    eventually("engagement tracked by the app", || async {
+        let v = app.get_json("/api/engagement/active").await;
+        v["engagements"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["engagement_id"] == id.as_str()))
+            .then_some(())
+    })
+    .await;
+    id
+}
+
+#[tokio::test]
+async fn full_flow_counts_frames_and_closes_sockets_on_stop() {
+    let app = TestApp::spawn().await;
+    let id = start_engagement(&app).await;
+    let mut feed = app.events(Some(&id)).await;
+    let snapshot = feed.next().await.expect("snapshot");
+    assert_eq!(snapshot.event, "snapshot");
+    assert_eq!(snapshot.data["engagements"][0]["state"], "active");
+
+    let stream_id = app.sim.start_rtms(&id).await.expect("rtms start");
+    let starting = feed.wait_for_status("Starting RTMS connection").await;
+    assert_eq!(starting.data["engagement_id"], id.as_str());
+    feed.wait_for_status("Received 50 audio chunks").await;
+    let view = feed
+        .wait_for("a stream view with both channels", |ev| {
+            ev.event == "stream"
+                && ev.data["channels"].as_array().is_some_and(|c| {
+                    c.len() == 2 && c.iter().all(|c| c["frames"].as_u64() > Some(0))
+                })
+        })
+        .await;
+    assert_eq!(view.data["rtms_stream_id"], stream_id.as_str());
+    assert_eq!(view.data["state"], "streaming");
+    assert!(app.state.rtms.is_running(&stream_id));
+    assert!(stat(&app, "/signaling/open") >= 1, "{}", app.sim.stats());
+    assert!(stat(&app, "/media/open") >= 1, "{}", app.sim.stats());
+
+    app.sim.stop_rtms(&id).await.expect("rtms stop");
+    feed.wait_for_status("RTMS stopped").await;
+    eventually("sockets closed", || async {
+        (stat(&app, "/signaling/open") == 0 && stat(&app, "/media/open") == 0).then_some(())
+    })
+    .await;
+    eventually("session gone", || async {
+        (!app.state.rtms.is_running(&stream_id)).then_some(())
+    })
+    .await;
+    let lines = app
+        .get_json(&format!("/api/webhooks/events?engagement_id={id}"))
+        .await;
+    let messages: Vec<&str> = lines["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages.first(),
+        Some(&"RTMS stopped"),
+        "newest first: {messages:?}"
+    );
+    assert!(messages.contains(&"Received 50 audio chunks"));
+    assert!(messages.contains(&"Starting RTMS connection"));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn keep_alives_are_answered_on_every_socket() {
+    let app = TestApp::spawn_with(Options {
+        keepalive: Duration::from_millis(100),
+        ..Options::default()
+    })
+    .await;
+    let id = start_engagement(&app).await;
+    let mut feed = app.events(Some(&id)).await;
+    app.sim.start_rtms(&id).await.expect("rtms start");
+    feed.wait_for_status("Received 50 audio chunks").await;
+    eventually("keep-alives answered", || async {
+        (stat(&app, "/keepalives/answered") >= 4).then_some(())
+    })
+    .await;
+    // The stream is still healthy: every request got its answer.
+    assert!(app.state.rtms.active_streams() == 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn ending_the_engagement_stops_the_stream() {
+    let app = TestApp::spawn().await;
+    let id = start_engagement(&app).await;
+    let mut feed = app.events(Some(&id)).await;
+    app.sim.start_rtms(&id).await.expect("rtms start");
+    feed.wait_for_status("Received 50 audio chunks").await;
+    app.sim.end_engagement(&id).await.expect("end");
+    feed.wait_for_status("RTMS stopped").await;
+    feed.wait_for("engagement ended", |ev| {
+        ev.event == "engagement" && ev.data["state"] == "ended"
+    })
+    .await;
+    let active = app.get_json("/api/engagement/active").await;
+    assert_eq!(active["active"], false);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_refused_by_the_rtms_server_and_reported() {
+    let app = TestApp::spawn_with(Options {
+        tweak: |args| args.credentials.client_secret = Some("not-the-client-secret".into()),
+        ..Options::default()
+    })
+    .await;
+    let id = start_engagement(&app).await;
+    let mut feed = app.events(Some(&id)).await;
+    app.sim.start_rtms(&id).await.expect("rtms start");
+    let err = feed
+        .wait_for("a refusal", |ev| {
+            ev.event == "status" && ev.data["type"] == "error"
+        })
+        .await;
+    let message = err.data["message"].as_str().expect("message");
+    assert!(message.contains("INVALID_SIGNATURE (3)"), "{message}");
+    feed.wait_for_status("RTMS stopped").await;
+    assert_eq!(app.state.rtms.active_streams(), 0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_sse_streams_and_closes_rtms_sockets() {
+    let mut app = TestApp::spawn().await;
+    let id = start_engagement(&app).await;
+    let mut feed = app.events(Some(&id)).await;
+    app.sim.start_rtms(&id).await.expect("rtms start");
+    feed.wait_for_status("Received 50 audio chunks").await;
+    app.stop_app().await;
+    eventually("sockets closed by shutdown", || async {
+        (stat(&app, "/signaling/open") == 0 && stat(&app, "/media/open") == 0).then_some(())
+    })
+    .await;
+    // The feed ends instead of hanging.
+    let mut ended = false;
+    for _ in 0..1000 {
+        if feed.next_within(Duration::from_secs(5)).await.is_none() {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "SSE stream ended on shutdown");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn demo_mode_reaches_fifty_chunks_on_its_own() {
+    let app = TestApp::spawn_demo().await;
+    let health = app.get_json("/health").await;
+    assert_eq!(health["mode"], "demo");
+    let mut feed = app.events(None).await;
+    feed.wait_for_status("Starting RTMS connection").await;
+    feed.wait_for_status("Received 50 audio chunks").await;
+    app.shutdown().await;
+}
