@@ -10,6 +10,7 @@ mod control;
 mod flow;
 mod http;
 mod sim_conformance;
+mod sim_fixtures;
 mod sim_http;
 mod sim_rtms;
 mod sim_support;
