@@ -3,6 +3,8 @@
 //! Never talks to RTMS sockets; it asks the engine through `AppState`.
 
 mod assets;
+pub mod auth;
+mod control;
 mod engagement;
 mod events;
 mod health;
@@ -23,6 +25,8 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(engagement::router())
+        .merge(auth::router())
+        .merge(control::router())
         .merge(assets::router())
         .fallback(not_found)
         .layer(headers)

@@ -502,13 +502,22 @@ impl Shared {
 }
 
 /// The whole simulator: Zoom's HTTP side, RTMS, control, client side.
+///
+/// Every response may be loaded cross-origin: the app's page runs under
+/// COEP `require-corp` and loads the Apps SDK stand-in from here.
 fn router(handle: SimHandle) -> Router {
+    use axum::http::{HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
     Router::new()
         .merge(oauth::router(handle.clone()))
         .merge(rtms::router())
         .merge(control::router())
         .merge(client::router())
         .fallback(not_found)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("cross-origin"),
+        ))
         .with_state(handle)
 }
 

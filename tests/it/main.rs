@@ -1,13 +1,20 @@
 //! Integration tests: the real app (and the real simulator) on port 0.
 
 mod helpers;
+mod redis_server;
 
+mod auth;
+mod auth_crash;
+mod auth_harness;
+mod control;
 mod flow;
 mod http;
 mod resilience;
 mod sim_conformance;
+mod sim_fixtures;
 mod sim_http;
 mod sim_rtms;
 mod sim_support;
 mod sim_webhooks;
+mod store;
 mod webhooks;

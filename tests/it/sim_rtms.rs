@@ -422,3 +422,77 @@ async fn the_tls_simulator_serves_wss_and_https_trusted_through_its_ca() {
     assert!(untrusted.is_err());
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn remaining_fault_switches_each_do_what_they_say() {
+    let mut rx = Receiver::start(0, String::new()).await;
+    let sim = TestSim::start(|c| c.app_url = Some(rx.url.clone())).await;
+    let mut j = join(&sim, 1, l16_default()).await;
+    let fault = |v: serde_json::Value| {
+        sim.handle
+            .apply_faults(serde_json::from_value(v).expect("fault json"))
+            .expect("applies")
+    };
+
+    // duplicate_signaling: replace closes the old socket and admits the new one.
+    fault(json!({"duplicate_signaling": "replace"}));
+    let (mut sig2, resp) = handshake_signaling(&sim, &j.engagement_id, &j.stream_id).await;
+    assert_eq!(resp["status_code"], 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while recv_within(
+        &mut j.signaling,
+        deadline.saturating_duration_since(tokio::time::Instant::now()),
+    )
+    .await
+    .is_some()
+    {}
+
+    // resend_started: the same stream announced again (server fail-over).
+    rx.next_event("contact_center.voice_rtms_started").await;
+    fault(json!({"resend_started": j.engagement_id}));
+    let again = rx
+        .next_event("contact_center.voice_rtms_started")
+        .await
+        .json();
+    assert_eq!(again["payload"]["rtms_stream_id"], j.stream_id.as_str());
+
+    // drop media with a close frame: the signaling socket hears about it.
+    fault(
+        json!({"drop": {"engagement_id": j.engagement_id, "socket": "media", "mode": "close", "code": 1011}}),
+    );
+    let interrupted = recv_type(&mut sig2, 6).await;
+    let interrupted = if interrupted["event"]["event_type"] == 1 {
+        recv_type(&mut sig2, 6).await
+    } else {
+        interrupted
+    };
+    assert_eq!(interrupted["event"]["event_type"], 7);
+    let state = recv_type(&mut sig2, 8).await;
+    assert_eq!(
+        (state["state"].as_i64(), state["reason"].as_i64()),
+        (Some(2), Some(14))
+    );
+
+    // interrupt: sockets aborted and the interrupted webhook sent.
+    fault(json!({"interrupt": j.engagement_id}));
+    rx.next_event("contact_center.voice_rtms_interrupted").await;
+
+    // fail_token: the next token request gets the status.
+    fault(json!({"fail_token": {"status": 500, "count": 1}}));
+    let r = sim
+        .http()
+        .post(format!("{}/oauth/token", sim.base_url))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(r.status(), 500);
+
+    // Unknown engagements in faults are a 404, not a panic.
+    let err = sim
+        .handle
+        .apply_faults(serde_json::from_value(json!({"interrupt": "nope"})).expect("json"))
+        .expect_err("unknown");
+    assert!(matches!(err, zcc_rtms::sim::SimError::NotFound(_)));
+    sim.stop().await;
+}

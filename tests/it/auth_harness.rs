@@ -1,0 +1,284 @@
+//! Helpers for the install / token / control tests: a `TestApp` on either
+//! store, and the browser's side of the OAuth dance done by hand (every
+//! redirect followed explicitly, the session cookie carried along).
+
+#![allow(dead_code)]
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp};
+use crate::redis_server::RedisServer;
+use crate::store::Kind;
+
+tokio::task_local! {
+    /// `Options::tweak` is a plain `fn`: the Redis URL reaches it this way.
+    static REDIS_URL: String;
+}
+
+/// What the browser-side helpers need of an app under test: an in-process
+/// `TestApp` or a spawned binary.
+pub trait Ends {
+    /// `http://127.0.0.1:PORT` of the app.
+    fn base(&self) -> &str;
+    fn sim_base(&self) -> &str;
+    /// Trusts the simulator's CA; follows no redirects.
+    fn http(&self) -> &reqwest::Client;
+    fn client_id(&self) -> &str;
+    fn sim(&self) -> &zcc_rtms::sim::SimHandle;
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+}
+
+impl Ends for TestApp {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn sim_base(&self) -> &str {
+        &self.sim_base
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.state.http
+    }
+    fn client_id(&self) -> &str {
+        &self.sim_cfg.client_id
+    }
+    fn sim(&self) -> &zcc_rtms::sim::SimHandle {
+        &self.sim
+    }
+}
+
+/// A `TestApp` (app in Zoom mode + simulator) on the given store.
+pub struct Rig {
+    pub app: TestApp,
+    pub redis: Option<RedisServer>,
+}
+
+impl Rig {
+    pub async fn spawn(kind: Kind) -> Rig {
+        match kind {
+            Kind::Embedded => Rig {
+                app: TestApp::spawn().await,
+                redis: None,
+            },
+            Kind::Redis => {
+                let redis = RedisServer::start().await;
+                let opts = Options {
+                    tweak: |args| args.redis_url = Some(REDIS_URL.with(Clone::clone)),
+                    ..Options::default()
+                };
+                let app = REDIS_URL
+                    .scope(redis.url(), TestApp::spawn_with(opts))
+                    .await;
+                assert_eq!(app.state.store.backend_name(), "redis");
+                Rig {
+                    app,
+                    redis: Some(redis),
+                }
+            }
+        }
+    }
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    assert!(
+        resp.status().is_redirection(),
+        "expected a redirect, got {}",
+        resp.status()
+    );
+    resp.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("Location header")
+        .to_owned()
+}
+
+/// The session cookie (`name=value`) set by a response, if any.
+fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("zcc_session="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+}
+
+/// Outcome of a callback: where the browser was sent and the cookie it got.
+#[derive(Debug)]
+pub struct Landing {
+    pub location: String,
+    pub cookie: Option<String>,
+}
+
+impl Landing {
+    pub fn succeeded(&self) -> bool {
+        self.location.contains("auth=success")
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        let url = url::Url::parse("http://x/")
+            .expect("base")
+            .join(&self.location)
+            .expect("landing url");
+        url.query_pairs()
+            .find(|(k, _)| k == "reason")
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// `GET /api/auth/install` → Zoom's authorize URL.
+pub async fn begin_install(app: &impl Ends) -> url::Url {
+    let resp = get(app, "/api/auth/install", None).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "install redirects");
+    let authorize = url::Url::parse(&location(&resp)).expect("authorize URL");
+    assert!(authorize.as_str().starts_with(app.sim_base()));
+    authorize
+}
+
+/// The user approves at the simulator's authorize page; returns the
+/// callback path+query Zoom redirects the browser to.
+pub async fn approve(app: &impl Ends, mut authorize: url::Url, sim_user: Option<&str>) -> String {
+    if let Some(user) = sim_user {
+        authorize.query_pairs_mut().append_pair("sim_user", user);
+    }
+    // The app's own client trusts the simulator's CA and follows no redirects.
+    let resp = app.http().get(authorize).send().await.expect("authorize");
+    let callback = url::Url::parse(&location_of(&resp)).expect("callback URL");
+    assert_eq!(callback.path(), "/api/auth/callback");
+    format!(
+        "{}?{}",
+        callback.path(),
+        callback.query().expect("callback query")
+    )
+}
+
+fn location_of(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("authorize answered {} without a redirect", resp.status()))
+        .to_owned()
+}
+
+/// The browser arrives at the app's callback.
+pub async fn land(app: &impl Ends, callback: &str) -> Landing {
+    let resp = get(app, callback, None).await;
+    Landing {
+        location: location(&resp),
+        cookie: session_cookie(&resp),
+    }
+}
+
+/// The whole web install for `sim_user` (default user when None); returns
+/// the session cookie.
+pub async fn install(app: &impl Ends, sim_user: Option<&str>) -> String {
+    let authorize = begin_install(app).await;
+    let callback = approve(app, authorize, sim_user).await;
+    let landing = land(app, &callback).await;
+    assert!(landing.succeeded(), "install failed: {landing:?}");
+    landing.cookie.expect("the install signs the browser in")
+}
+
+/// A code from a Zoom-initiated install (Marketplace "Add"): no state, no
+/// PKCE; returns the callback path+query.
+pub async fn zoom_initiated_callback(app: &impl Ends, sim_user: Option<&str>) -> String {
+    let mut authorize =
+        url::Url::parse(&format!("{}/oauth/authorize", app.sim_base())).expect("url");
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", app.client_id())
+        .append_pair("redirect_uri", &redirect_uri(app));
+    approve(app, authorize, sim_user).await
+}
+
+/// The redirect URI the app registers by default (no `PUBLIC_URL`).
+pub fn redirect_uri(app: &impl Ends) -> String {
+    let port = url::Url::parse(app.base())
+        .expect("base")
+        .port()
+        .expect("port");
+    format!("http://localhost:{port}/api/auth/callback")
+}
+
+/// GET on the app with an optional session cookie, no redirects followed.
+pub async fn get(app: &impl Ends, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut req = app.http().get(app.url(path));
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    req.send().await.expect("GET")
+}
+
+pub async fn status(app: &impl Ends, cookie: Option<&str>) -> Value {
+    let resp = get(app, "/api/auth/status", cookie).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.expect("status json")
+}
+
+pub async fn control(
+    app: &impl Ends,
+    cookie: Option<&str>,
+    engagement_id: &str,
+    action: &str,
+) -> (StatusCode, Value) {
+    control_raw(
+        app,
+        cookie,
+        json!({ "engagementId": engagement_id, "action": action })
+            .to_string()
+            .into_bytes(),
+    )
+    .await
+}
+
+pub async fn control_raw(
+    app: &impl Ends,
+    cookie: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut req = app
+        .http()
+        .post(app.url("/api/zoom/rtms/control"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    let resp = req.send().await.expect("control");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// `POST /sim/faults`.
+pub async fn fault(app: &impl Ends, body: Value) {
+    let resp = app
+        .http()
+        .post(format!("{}/sim/faults", app.sim_base()))
+        .json(&body)
+        .send()
+        .await
+        .expect("faults");
+    assert!(
+        resp.status().is_success(),
+        "fault {body}: {}",
+        resp.status()
+    );
+}
+
+/// Refresh grants the simulator has answered.
+pub fn refresh_grants(app: &impl Ends) -> u64 {
+    app.sim().stats()["token_requests"]["refresh_token"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// REST calls the simulator answered with `status`.
+pub fn rest_calls(app: &impl Ends, status: u16) -> u64 {
+    app.sim().stats()["rest_calls"][status.to_string()]
+        .as_u64()
+        .unwrap_or(0)
+}
