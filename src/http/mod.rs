@@ -3,6 +3,7 @@
 //! Never talks to RTMS sockets; it asks the engine through `AppState`.
 
 mod assets;
+mod context;
 mod engagement;
 mod events;
 mod health;
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(engagement::router())
+        .merge(context::router())
         .merge(assets::router())
         .fallback(not_found)
         .layer(headers)
