@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod client;
+
 use anyhow::Context as _;
 use url::Url;
 
@@ -208,7 +210,7 @@ impl Simulator {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = axum::Router::new();
+        let router = axum::Router::new().merge(client::router().with_state(self.handle.clone()));
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await
