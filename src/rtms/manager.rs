@@ -1,13 +1,23 @@
 //! Starts, stops and supervises RTMS sessions by stream id.
+//!
+//! One session task per stream, each with its own cancel token (a child of
+//! the app's) and tracked so shutdown waits for sockets to close. A repeated
+//! `voice_rtms_started` for a running stream restarts its connection (Zoom's
+//! server failover); the number of concurrent streams is capped.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
+use super::session::{Control, Outcome, Session};
 use crate::config::RtmsConfig;
 use crate::secret::Secret;
-use crate::status::StatusBus;
+use crate::status::{Level, StatusBus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSpec {
@@ -26,30 +36,152 @@ pub struct SessionDeps {
     pub config: RtmsConfig,
 }
 
+struct Entry {
+    engagement_id: String,
+    server_urls: String,
+    generation: u64,
+    cancel: CancellationToken,
+    control: mpsc::Sender<Control>,
+}
+
 #[derive(Clone)]
 pub struct RtmsManager {
-    #[allow(dead_code)]
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     deps: SessionDeps,
-    #[allow(dead_code)]
     cancel: CancellationToken,
-    #[allow(dead_code)]
     tracker: TaskTracker,
+    streams: Mutex<HashMap<String, Entry>>,
+    generation: AtomicU64,
+}
+
+/// What `start` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    New,
+    Restarted,
+    AtCapacity,
 }
 
 impl RtmsManager {
     pub fn new(deps: SessionDeps, cancel: CancellationToken, tracker: TaskTracker) -> Self {
         Self {
-            deps,
-            cancel,
-            tracker,
+            inner: Arc::new(Inner {
+                deps,
+                cancel,
+                tracker,
+                streams: Mutex::new(HashMap::new()),
+                generation: AtomicU64::new(0),
+            }),
         }
     }
 
-    pub fn start(&self, _spec: StreamSpec) {}
+    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.inner.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
-    pub fn stop_stream(&self, _rtms_stream_id: &str) {}
+    /// Start consuming a stream, or restart a running one (failover).
+    pub fn start(&self, spec: StreamSpec) -> Started {
+        let mut streams = self.streams();
+        if let Some(entry) = streams.get_mut(&spec.rtms_stream_id) {
+            tracing::info!(rtms_stream_id = %spec.rtms_stream_id, "stream already running: reconnecting");
+            entry.server_urls = spec.server_urls.clone();
+            let _ = entry.control.try_send(Control::Restart {
+                server_urls: spec.server_urls,
+            });
+            return Started::Restarted;
+        }
+        if streams.len() >= self.inner.deps.config.max_streams {
+            drop(streams);
+            tracing::warn!(rtms_stream_id = %spec.rtms_stream_id, "stream limit reached");
+            self.inner.deps.bus.status(
+                Some(&spec.engagement_id),
+                Level::Error,
+                "RTMS not started: this instance is at its stream limit",
+            );
+            return Started::AtCapacity;
+        }
+        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        let cancel = self.inner.cancel.child_token();
+        let (control, control_rx) = mpsc::channel(4);
+        streams.insert(
+            spec.rtms_stream_id.clone(),
+            Entry {
+                engagement_id: spec.engagement_id.clone(),
+                server_urls: spec.server_urls.clone(),
+                generation,
+                cancel: cancel.clone(),
+                control,
+            },
+        );
+        drop(streams);
 
-    pub fn stop_engagement(&self, _engagement_id: &str) {}
+        let span = tracing::info_span!("rtms", engagement_id = %spec.engagement_id, rtms_stream_id = %spec.rtms_stream_id);
+        let stream_id = spec.rtms_stream_id.clone();
+        let session = Session::new(spec, self.inner.deps.clone(), cancel, control_rx);
+        let manager = self.clone();
+        self.inner.tracker.spawn(
+            async move {
+                let outcome: Outcome = session.run().await;
+                manager.finished(&stream_id, generation);
+                outcome
+            }
+            .instrument(span),
+        );
+        Started::New
+    }
 
-    pub fn interrupted(&self, _rtms_stream_id: &str) {}
+    fn finished(&self, stream_id: &str, generation: u64) {
+        let mut streams = self.streams();
+        if streams
+            .get(stream_id)
+            .is_some_and(|e| e.generation == generation)
+        {
+            streams.remove(stream_id);
+        }
+    }
+
+    /// Stop one stream (stopped webhook). Returns false when it was not running.
+    pub fn stop_stream(&self, rtms_stream_id: &str) -> bool {
+        match self.streams().get(rtms_stream_id) {
+            Some(entry) => {
+                entry.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stop every stream of an engagement (engagement ended).
+    pub fn stop_engagement(&self, engagement_id: &str) {
+        for entry in self.streams().values() {
+            if entry.engagement_id == engagement_id {
+                entry.cancel.cancel();
+            }
+        }
+    }
+
+    /// Zoom says the stream's signaling dropped: reconnect it.
+    pub fn interrupted(&self, rtms_stream_id: &str) {
+        if let Some(entry) = self.streams().get(rtms_stream_id) {
+            let _ = entry.control.try_send(Control::Interrupted);
+        }
+    }
+
+    pub fn active_streams(&self) -> usize {
+        self.streams().len()
+    }
+
+    pub fn is_running(&self, rtms_stream_id: &str) -> bool {
+        self.streams().contains_key(rtms_stream_id)
+    }
+
+    /// The signaling URL a running stream uses.
+    pub fn server_urls(&self, rtms_stream_id: &str) -> Option<String> {
+        self.streams()
+            .get(rtms_stream_id)
+            .map(|e| e.server_urls.clone())
+    }
 }

@@ -1,0 +1,355 @@
+//! `TestApp`: the simulator and the app on port 0 with a fresh data dir, and
+//! one method per endpoint. Waits are bounded; nothing sleeps blindly.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use zcc_rtms::config::{CredentialArgs, ServeArgs};
+use zcc_rtms::sim::{SimConfig, SimHandle, Simulator};
+use zcc_rtms::{App, AppState, Config};
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub sim: SimHandle,
+    pub sim_base: String,
+    pub sim_cfg: SimConfig,
+    pub state: AppState,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    app_task: Option<JoinHandle<anyhow::Result<()>>>,
+    sim_stop: Option<oneshot::Sender<()>>,
+    sim_task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+#[derive(Clone)]
+pub struct Options {
+    pub tls: bool,
+    pub keepalive: Duration,
+    pub tweak: fn(&mut ServeArgs),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tls: true,
+            keepalive: Duration::from_secs(10),
+            tweak: |_| {},
+        }
+    }
+}
+
+pub fn init() {
+    zcc_rtms::tls::install_crypto_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn stopper() -> (
+    oneshot::Sender<()>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> TestApp {
+        init();
+        let mut sim_cfg = SimConfig::generated();
+        sim_cfg.tls = opts.tls;
+        sim_cfg.keepalive = opts.keepalive;
+        sim_cfg.webhook_retry = vec![Duration::from_millis(50), Duration::from_millis(100)];
+        let sim = Simulator::build(sim_cfg.clone()).await.expect("simulator");
+        let sim_base = sim.base_url().as_str().trim_end_matches('/').to_owned();
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut args = ServeArgs {
+            credentials: CredentialArgs {
+                client_id: Some(sim_cfg.client_id.clone()),
+                client_secret: Some(sim_cfg.client_secret.expose().to_owned()),
+                secret_token: Some(sim_cfg.secret_token.expose().to_owned()),
+            },
+            port: Some("0".into()),
+            bind: Some("127.0.0.1".into()),
+            zoom_host: Some(sim_base.clone()),
+            zoom_api_url: Some(format!("{sim_base}/v2")),
+            zoom_ca_cert: sim.ca_cert_path().map(Into::into),
+            apps_sdk_url: Some(format!("{sim_base}/sim/appssdk.js")),
+            session_secret: Some(zcc_rtms::config::random_hex(32)),
+            token_encryption_key: Some(zcc_rtms::config::random_hex(32)),
+            data_dir: Some(data_dir.path().to_owned()),
+            ..ServeArgs::default()
+        };
+        (opts.tweak)(&mut args);
+        let config = Config::from_args(&args).expect("config");
+        Self::start(config, Some((sim, sim_cfg)), data_dir).await
+    }
+
+    /// Demo mode: no credentials at all.
+    pub async fn spawn_demo() -> TestApp {
+        init();
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let args = ServeArgs {
+            port: Some("0".into()),
+            bind: Some("127.0.0.1".into()),
+            data_dir: Some(data_dir.path().to_owned()),
+            ..ServeArgs::default()
+        };
+        let config = Config::from_args(&args).expect("config");
+        Self::start(config, None, data_dir).await
+    }
+
+    async fn start(
+        config: Config,
+        sim: Option<(Simulator, SimConfig)>,
+        data_dir: tempfile::TempDir,
+    ) -> TestApp {
+        let app = App::build(config).await.expect("app builds");
+        let base = format!("http://127.0.0.1:{}", app.local_addr().port());
+        let state = app.state().clone();
+        let (sim_handle, sim_base, sim_cfg, sim_stop, sim_task) = match sim {
+            Some((sim, cfg)) => {
+                let handle = sim.handle();
+                handle.set_app_url(url::Url::parse(&base).expect("url"));
+                let sim_base = sim.base_url().as_str().trim_end_matches('/').to_owned();
+                let (tx, stop) = stopper();
+                let task = tokio::spawn(sim.run_until_stopped(stop));
+                (handle, sim_base, cfg, Some(tx), Some(task))
+            }
+            None => {
+                let sim = app.simulator().expect("demo mode has a simulator");
+                let handle = sim.handle();
+                let sim_base = sim.base_url().as_str().trim_end_matches('/').to_owned();
+                (handle, sim_base, SimConfig::generated(), None, None)
+            }
+        };
+        let (stop, shutdown) = stopper();
+        let app_task = tokio::spawn(app.run_until_stopped(shutdown));
+        TestApp {
+            base,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(WAIT)
+                .build()
+                .expect("client"),
+            sim: sim_handle,
+            sim_base,
+            sim_cfg,
+            state,
+            data_dir,
+            stop: Some(stop),
+            app_task: Some(app_task),
+            sim_stop,
+            sim_task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self.get(path).await;
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.expect("json")
+    }
+
+    /// POST a webhook body signed as Zoom signs it, timestamp now.
+    pub async fn post_webhook(&self, event: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(event).expect("json");
+        let ts = now_secs().to_string();
+        self.post_webhook_raw(
+            &body,
+            &ts,
+            &sign(self.sim_cfg.secret_token.expose(), &ts, &body),
+        )
+        .await
+    }
+
+    pub async fn post_webhook_raw(
+        &self,
+        body: &[u8],
+        ts: &str,
+        signature: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/webhooks/zoom"))
+            .header("content-type", "application/json; charset=utf-8")
+            .header("x-zm-request-timestamp", ts)
+            .header("x-zm-signature", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("POST webhook")
+    }
+
+    /// Open the SSE feed.
+    pub async fn events(&self, engagement_id: Option<&str>) -> Sse {
+        let path = match engagement_id {
+            Some(id) => format!("/api/events?engagement_id={id}"),
+            None => "/api/events".to_owned(),
+        };
+        let resp = reqwest::Client::new()
+            .get(self.url(&path))
+            .send()
+            .await
+            .expect("SSE");
+        assert_eq!(resp.status(), 200);
+        Sse {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// Stop the app (and the simulator) and wait for both to finish.
+    pub async fn shutdown(mut self) {
+        self.stop_app().await;
+        if let Some(tx) = self.sim_stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.sim_task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("simulator stops in time")
+                .expect("join")
+                .expect("simulator ran");
+        }
+    }
+
+    pub async fn stop_app(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.app_task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("app stops in time")
+                .expect("join")
+                .expect("app ran");
+        }
+    }
+}
+
+pub struct Sse {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: Value,
+}
+
+impl Sse {
+    /// The next event, or None when the stream ends or `WAIT` passes.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        self.next_within(WAIT).await
+    }
+
+    pub async fn next_within(&mut self, within: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(pos) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..pos + 2).collect();
+                let mut event = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                return Some(SseEvent { event, data });
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk.ok()?));
+        }
+    }
+
+    /// Skip events until one matches, within `WAIT`.
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&SseEvent) -> bool) -> SseEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await {
+                Some(ev) if pred(&ev) => return ev,
+                Some(_) => continue,
+                None => panic!("SSE: no {what} within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Wait for a status line with exactly this message.
+    pub async fn wait_for_status(&mut self, message: &str) -> SseEvent {
+        self.wait_for(message, |ev| {
+            ev.event == "status" && ev.data["message"] == message
+        })
+        .await
+    }
+}
+
+pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
+    mac.update(format!("v0:{ts}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// Poll `check` every 20 ms until it returns Some, within `WAIT`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real app (and the real simulator) on port 0.
+
+mod helpers;
+
+mod flow;
+mod http;
+mod webhooks;
