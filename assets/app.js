@@ -420,8 +420,12 @@ async function bindAppContext(sdk) {
     alert("context", `Zoom did not provide an app context (${e.message}). Reopen the app from the Zoom client.`);
     return;
   }
+  if (!token) {
+    alert("context", "Zoom did not provide an app context. Reopen the app from the Zoom client.");
+    return;
+  }
   try {
-    state.session = await getJSON(`/api/context?token=${encodeURIComponent(token || "")}`);
+    state.session = await getJSON(`/api/context?token=${encodeURIComponent(token)}`);
     clearAlert("context");
   } catch (e) {
     state.session = null;

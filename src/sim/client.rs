@@ -36,6 +36,7 @@ const HOST_HTML: &str = include_str!("client/host.html");
 const HOST_JS: &str = include_str!("client/host.js");
 const HOST_CSS: &str = include_str!("client/host.css");
 const SDK_JS: &str = include_str!("client/appssdk.js");
+const ICON_SVG: &str = include_str!("client/icon.svg");
 
 /// The host page's event stream ends after this long (the browser reconnects
 /// and gets a fresh state), so a running simulator can always shut down.
@@ -49,6 +50,10 @@ pub fn router() -> Router<SimHandle> {
             get(|| asset(HOST_JS, "text/javascript")),
         )
         .route("/sim/client/host.css", get(|| asset(HOST_CSS, "text/css")))
+        .route(
+            "/sim/client/icon.svg",
+            get(|| asset(ICON_SVG, "image/svg+xml")),
+        )
         .route("/sim/client/state", get(state))
         .route("/sim/client/context", get(context))
         .route("/sim/client/events", get(events))

@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod browser;
+mod browser_driver;
 mod flow;
 mod http;
 mod webhooks;

@@ -1,0 +1,184 @@
+//! The page in headless Chromium, inside the simulated Zoom client (the app
+//! framed by `/sim/client`, the SDK stand-in from the simulator) and outside
+//! Zoom (a plain tab, engagements from webhooks).
+
+use fantoccini::Locator;
+use serde_json::json;
+
+use crate::browser_driver::{Browser, UI_WAIT};
+use crate::helpers::{Options, TestApp};
+
+/// Side panel of the Zoom client (the host page frames the app at 400 px).
+const PANEL: (u32, u32) = (1100, 900);
+const WIDE: (u32, u32) = (1440, 900);
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(Options {
+        // The browser must trust the simulator's origin for the SDK script.
+        tls: false,
+        ..Options::default()
+    })
+    .await
+}
+
+fn host_url(app: &TestApp, extra: &str) -> String {
+    let target = url::form_urlencoded::byte_serialize(app.url("/").as_bytes()).collect::<String>();
+    format!("{}/sim/client?app={target}{extra}", app.sim_base)
+}
+
+async fn csp_violations(browser: &Browser) -> String {
+    browser
+        .attr_css("html", "data-csp-violations")
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() {
+    let app = spawn().await;
+    let browser = Browser::start(WIDE.0, WIDE.1).await;
+    browser
+        .client
+        .goto(&app.url("/"))
+        .await
+        .expect("open the page");
+    browser
+        .client
+        .wait()
+        .at_most(UI_WAIT)
+        .for_element(Locator::Css("html[data-ready='true']"))
+        .await
+        .expect("the page starts");
+    browser
+        .wait_text("where", "outside-Zoom state", |t| {
+            t.contains("Outside Zoom")
+        })
+        .await;
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+    assert_eq!(csp_violations(&browser).await, "0");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_page_loads_inside_the_zoom_client_with_no_console_errors_or_csp_violations() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    browser
+        .client
+        .goto(&host_url(&app, ""))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+    browser
+        .wait_text("where", "in-Zoom state", |t| {
+            t.contains("Zoom Contact Center")
+        })
+        .await;
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+    assert_eq!(csp_violations(&browser).await, "0");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tampered_app_context_is_refused_and_the_page_says_so() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    browser
+        .client
+        .goto(&host_url(&app, "&context=tampered"))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+    let text = browser
+        .wait_text("alert-context", "a refusal", |t| t.contains("refused"))
+        .await;
+    assert!(text.contains("failed authentication"), "{text}");
+    // Still in Zoom, still live: only the identity was refused.
+    browser
+        .wait_text("where", "in-Zoom state", |t| {
+            t.contains("Zoom Contact Center")
+        })
+        .await;
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
+    let app = TestApp::spawn_with(Options {
+        tls: false,
+        // The SDK cannot be loaded (404): the page must not care.
+        tweak: |args| {
+            let sim = args.zoom_host.clone().unwrap_or_default();
+            args.apps_sdk_url = Some(format!("{sim}/sim/no-such-sdk.js"));
+        },
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::start(WIDE.0, WIDE.1).await;
+    browser
+        .client
+        .goto(&app.url("/"))
+        .await
+        .expect("open the page");
+    browser
+        .wait_text("where", "outside-Zoom state", |t| {
+            t.contains("Outside Zoom")
+        })
+        .await;
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+
+    let engagement = "ENG-webhook-1";
+    let started = app
+        .post_webhook(&json!({
+            "event": "contact_center.engagement_started",
+            "event_ts": crate::helpers::now_secs() * 1000,
+            "payload": {"account_id": "acct-1", "object": {"engagement_id": engagement}},
+        }))
+        .await;
+    assert!(started.status().is_success(), "{}", started.status());
+    browser
+        .wait_text("engagement-id", "the webhook engagement", |t| {
+            t == engagement
+        })
+        .await;
+    browser
+        .wait_text("engagement-state", "active", |t| {
+            t.eq_ignore_ascii_case("active")
+        })
+        .await;
+    let source = browser
+        .wait_text("engagement-source", "a source", |t| !t.is_empty())
+        .await;
+    assert!(source.contains("webhooks"), "{source}");
+    browser.screenshot("outside-zoom-wide").await;
+
+    let ended = app
+        .post_webhook(&json!({
+            "event": "contact_center.engagement_ended",
+            "event_ts": crate::helpers::now_secs() * 1000 + 1,
+            "payload": {"account_id": "acct-1", "object": {"engagement_id": engagement}},
+        }))
+        .await;
+    assert!(ended.status().is_success(), "{}", ended.status());
+    browser
+        .wait_text("engagement-state", "ended", |t| {
+            t.eq_ignore_ascii_case("ended")
+        })
+        .await;
+    assert!(browser.disabled("start").await && browser.disabled("stop").await);
+    browser.close().await;
+    app.shutdown().await;
+}
