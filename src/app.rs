@@ -72,6 +72,7 @@ impl App {
                 tls,
                 bus: bus.clone(),
                 config: config.rtms.clone(),
+                counters: Default::default(),
             },
             cancel.child_token(),
             tracker.clone(),

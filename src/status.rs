@@ -121,27 +121,18 @@ pub struct Snapshot {
     pub transcripts: Vec<TranscriptLine>,
 }
 
-impl Snapshot {
-    /// Keep only what concerns one engagement (status lines without an
-    /// engagement are global and stay).
-    pub fn for_engagement(mut self, engagement_id: &str) -> Self {
-        self.status.retain(|s| {
-            s.engagement_id
-                .as_deref()
-                .is_none_or(|e| e == engagement_id)
-        });
-        self.engagements
-            .retain(|e| e.engagement_id == engagement_id);
-        self.streams.retain(|s| s.engagement_id == engagement_id);
-        self.transcripts
-            .retain(|t| t.engagement_id == engagement_id);
-        self
-    }
-}
+/// How many status lines are kept per engagement.
+pub const RECENT_PER_ENGAGEMENT: usize = 100;
+/// How many engagements keep their own history.
+const MAX_HISTORIES: usize = 2000;
 
 #[derive(Default)]
 struct State {
+    /// Every line, newest first (bounded).
     recent: VecDeque<StatusEvent>,
+    /// Lines per engagement, newest first, so a busy instance cannot push one
+    /// engagement's history out.
+    by_engagement: HashMap<String, VecDeque<StatusEvent>>,
     engagements: BTreeMap<String, EngagementView>,
     streams: HashMap<String, StreamView>,
     transcripts: VecDeque<TranscriptLine>,
@@ -195,6 +186,14 @@ impl StatusBus {
         let mut state = self.state();
         state.recent.push_front(event.clone());
         state.recent.truncate(RECENT_STATUS);
+        if let Some(id) = &event.engagement_id {
+            let history = state.by_engagement.entry(id.clone()).or_default();
+            history.push_front(event.clone());
+            history.truncate(RECENT_PER_ENGAGEMENT);
+            if state.by_engagement.len() > MAX_HISTORIES {
+                Self::prune_histories(&mut state);
+            }
+        }
         // Sending under the lock keeps snapshot + stream gap-free for subscribers.
         let _ = self.inner.tx.send(Arc::new(BusEvent::Status(event)));
     }
@@ -244,6 +243,76 @@ impl StatusBus {
         let _ = self.inner.tx.send(Arc::new(BusEvent::Transcript(line)));
     }
 
+    /// Drop the histories that were quiet the longest.
+    fn prune_histories(state: &mut State) {
+        let mut by_age: Vec<(u64, String)> = state
+            .by_engagement
+            .iter()
+            .map(|(id, h)| (h.front().map_or(0, |e| e.id), id.clone()))
+            .collect();
+        by_age.sort_unstable();
+        for (_, id) in by_age.into_iter().take(MAX_HISTORIES / 10) {
+            state.by_engagement.remove(&id);
+        }
+    }
+
+    /// Status lines of one engagement plus the global ones, newest first.
+    fn lines_for(state: &State, engagement_id: &str) -> Vec<StatusEvent> {
+        let mut lines: Vec<StatusEvent> = state
+            .by_engagement
+            .get(engagement_id)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default();
+        lines.extend(
+            state
+                .recent
+                .iter()
+                .filter(|e| e.engagement_id.is_none())
+                .cloned(),
+        );
+        lines.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
+        lines.truncate(RECENT_STATUS);
+        lines
+    }
+
+    /// Status lines, newest first: all of them, or one engagement's (with the
+    /// global lines).
+    pub fn status_lines(&self, engagement_id: Option<&str>) -> Vec<StatusEvent> {
+        let state = self.state();
+        match engagement_id {
+            Some(id) => Self::lines_for(&state, id),
+            None => state.recent.iter().cloned().collect(),
+        }
+    }
+
+    /// The snapshot for one engagement, or for everything.
+    pub fn snapshot_for(&self, engagement_id: Option<&str>) -> Snapshot {
+        let state = self.state();
+        Self::snapshot_of_for(&state, engagement_id)
+    }
+
+    fn snapshot_of_for(state: &State, engagement_id: Option<&str>) -> Snapshot {
+        match engagement_id {
+            None => Self::snapshot_of(state),
+            Some(id) => Snapshot {
+                status: Self::lines_for(state, id),
+                engagements: state.engagements.get(id).cloned().into_iter().collect(),
+                streams: state
+                    .streams
+                    .values()
+                    .filter(|s| s.engagement_id == id)
+                    .cloned()
+                    .collect(),
+                transcripts: state
+                    .transcripts
+                    .iter()
+                    .filter(|t| t.engagement_id == id)
+                    .cloned()
+                    .collect(),
+            },
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let state = self.state();
         Self::snapshot_of(&state)
@@ -259,15 +328,13 @@ impl StatusBus {
     }
 
     /// A snapshot and a receiver that starts exactly after it.
-    pub fn subscribe(&self) -> (Snapshot, broadcast::Receiver<Arc<BusEvent>>) {
+    pub fn subscribe(
+        &self,
+        engagement_id: Option<&str>,
+    ) -> (Snapshot, broadcast::Receiver<Arc<BusEvent>>) {
         let state = self.state();
         let rx = self.inner.tx.subscribe();
-        (Self::snapshot_of(&state), rx)
-    }
-
-    /// Status lines, newest first.
-    pub fn recent_status(&self) -> Vec<StatusEvent> {
-        self.state().recent.iter().cloned().collect()
+        (Self::snapshot_of_for(&state, engagement_id), rx)
     }
 }
 
@@ -291,11 +358,27 @@ mod tests {
     async fn subscriber_sees_events_after_its_snapshot_without_gap() {
         let bus = StatusBus::new();
         bus.status(None, Level::Info, "before");
-        let (snap, mut rx) = bus.subscribe();
+        let (snap, mut rx) = bus.subscribe(None);
         bus.status(None, Level::Success, "after");
         assert_eq!(snap.status.len(), 1);
         let ev = rx.recv().await.expect("event");
         assert!(matches!(&*ev, BusEvent::Status(s) if s.message == "after"));
+    }
+
+    #[test]
+    fn a_busy_engagement_does_not_push_out_another_ones_history() {
+        let bus = StatusBus::new();
+        bus.status(Some("quiet"), Level::Info, "Engagement started");
+        for i in 0..(RECENT_STATUS * 3) {
+            bus.status(
+                Some("busy"),
+                Level::Success,
+                format!("Received {i} audio chunks"),
+            );
+        }
+        assert_eq!(bus.status_lines(Some("quiet")).len(), 1);
+        assert_eq!(bus.status_lines(Some("busy")).len(), RECENT_PER_ENGAGEMENT);
+        assert_eq!(bus.status_lines(None).len(), RECENT_STATUS);
     }
 
     #[test]
@@ -304,7 +387,7 @@ mod tests {
         bus.status(None, Level::Info, "global");
         bus.status(Some("a"), Level::Info, "for a");
         bus.status(Some("b"), Level::Info, "for b");
-        let snap = bus.snapshot().for_engagement("a");
+        let snap = bus.snapshot_for(Some("a"));
         let msgs: Vec<_> = snap.status.iter().map(|s| s.message.as_str()).collect();
         assert_eq!(msgs, vec!["for a", "global"]);
     }

@@ -31,10 +31,9 @@ struct Filter {
 }
 
 async fn list(State(state): State<AppState>, Query(f): Query<Filter>) -> Json<Value> {
-    let mut events = state.bus.recent_status();
-    if let Some(id) = f.engagement_id.as_deref() {
-        events.retain(|e| e.engagement_id.as_deref().is_none_or(|e| e == id));
-    }
+    let mut events = state
+        .bus
+        .status_lines(f.engagement_id.as_deref().filter(|s| !s.is_empty()));
     events.truncate(f.limit.unwrap_or(100).min(crate::status::RECENT_STATUS));
     Json(json!({ "events": events }))
 }
@@ -48,11 +47,7 @@ struct Feed {
 }
 
 fn snapshot_event(bus: &StatusBus, engagement: Option<&str>) -> Event {
-    let snap = bus.snapshot();
-    let snap = match engagement {
-        Some(id) => snap.for_engagement(id),
-        None => snap,
-    };
+    let snap = bus.snapshot_for(engagement);
     Event::default()
         .event("snapshot")
         .json_data(&snap)
@@ -63,12 +58,8 @@ async fn sse(
     State(state): State<AppState>,
     Query(f): Query<Filter>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let (snap, rx) = state.bus.subscribe();
     let engagement = f.engagement_id.filter(|s| !s.is_empty());
-    let snap = match engagement.as_deref() {
-        Some(id) => snap.for_engagement(id),
-        None => snap,
-    };
+    let (snap, rx) = state.bus.subscribe(engagement.as_deref());
     let first = Event::default()
         .event("snapshot")
         .json_data(&snap)

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/stats", get(stats))
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -17,4 +19,11 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "mode": if state.config.is_demo() { "demo" } else { "zoom" },
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// Engine counters: streams running, frames and transcripts received.
+async fn stats(State(state): State<AppState>) -> Json<Value> {
+    let mut v = state.rtms.counters().snapshot();
+    v["streams_active"] = json!(state.rtms.active_streams());
+    Json(v)
 }

@@ -34,6 +34,30 @@ pub struct SessionDeps {
     pub tls: Arc<rustls::ClientConfig>,
     pub bus: StatusBus,
     pub config: RtmsConfig,
+    pub counters: Arc<EngineCounters>,
+}
+
+/// Engine-wide counters. Sessions add to them a few times a second, never
+/// per frame, so the audio path touches no shared cache line.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    pub frames: AtomicU64,
+    pub transcripts: AtomicU64,
+    pub sessions_started: AtomicU64,
+    pub sessions_failed: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+impl EngineCounters {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "frames": self.frames.load(Ordering::Relaxed),
+            "transcripts": self.transcripts.load(Ordering::Relaxed),
+            "sessions_started": self.sessions_started.load(Ordering::Relaxed),
+            "sessions_failed": self.sessions_failed.load(Ordering::Relaxed),
+            "reconnects": self.reconnects.load(Ordering::Relaxed),
+        })
+    }
 }
 
 struct Entry {
@@ -104,6 +128,11 @@ impl RtmsManager {
             return Started::AtCapacity;
         }
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .deps
+            .counters
+            .sessions_started
+            .fetch_add(1, Ordering::Relaxed);
         let cancel = self.inner.cancel.child_token();
         let (control, control_rx) = mpsc::channel(4);
         streams.insert(
@@ -125,6 +154,14 @@ impl RtmsManager {
         self.inner.tracker.spawn(
             async move {
                 let outcome: Outcome = session.run().await;
+                if matches!(outcome, Outcome::Failed(_)) {
+                    manager
+                        .inner
+                        .deps
+                        .counters
+                        .sessions_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 manager.finished(&stream_id, generation);
                 outcome
             }
@@ -168,6 +205,10 @@ impl RtmsManager {
         if let Some(entry) = self.streams().get(rtms_stream_id) {
             let _ = entry.control.try_send(Control::Interrupted);
         }
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.inner.deps.counters
     }
 
     pub fn active_streams(&self) -> usize {

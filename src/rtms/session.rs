@@ -6,6 +6,7 @@
 //! from scratch after a lost connection (protocol doc §17), stops on
 //! TERMINATED, on cancel, or when the reconnection window is spent.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -83,6 +84,8 @@ struct Meter {
     channels: Vec<Channel>,
     frames: u64,
     transcripts: u64,
+    /// Frames / transcripts already added to the engine counters.
+    flushed: (u64, u64),
     pcm: Vec<u8>,
     dirty: bool,
 }
@@ -93,6 +96,7 @@ impl Meter {
             channels: Vec::with_capacity(2),
             frames: 0,
             transcripts: 0,
+            flushed: (0, 0),
             pcm: Vec::with_capacity(4096),
             dirty: true,
         }
@@ -196,6 +200,15 @@ impl Session {
     }
 
     fn publish_view(&mut self, state: &str) {
+        let counters = &self.deps.counters;
+        counters
+            .frames
+            .fetch_add(self.meter.frames - self.meter.flushed.0, Ordering::Relaxed);
+        counters.transcripts.fetch_add(
+            self.meter.transcripts - self.meter.flushed.1,
+            Ordering::Relaxed,
+        );
+        self.meter.flushed = (self.meter.frames, self.meter.transcripts);
         let view = self.meter.view(&self.spec, state);
         self.deps.bus.stream(view);
     }
@@ -255,6 +268,10 @@ impl Session {
                         );
                     }
                     self.publish_view("reconnecting");
+                    self.deps
+                        .counters
+                        .reconnects
+                        .fetch_add(1, Ordering::Relaxed);
                     let delay = Duration::from_millis(500) * 2u32.pow(attempt.min(6));
                     attempt += 1;
                     if !self.backoff(delay.min(Duration::from_secs(30))).await {
