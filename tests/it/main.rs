@@ -4,6 +4,7 @@ mod helpers;
 
 mod browser;
 mod browser_driver;
+mod context;
 mod flow;
 mod http;
 mod webhooks;
