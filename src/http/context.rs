@@ -60,11 +60,16 @@ async fn bind(
             AppError::Unauthorized(e.to_string())
         },
     )?;
-    // A ZCC context names no account; the account is resolved from the
-    // stored install for this user once the token store knows it.
+    // A ZCC context names no account. Keep the one this browser's session
+    // already knows for the same user (set by the install callback); a
+    // different user starts over. TODO(store): resolve it from the stored
+    // install for the user once the token store can look that up.
+    let account_id = session::read(&jar)
+        .filter(|s| s.user_id == ctx.user_id())
+        .and_then(|s| s.account_id);
     let data = SessionData {
         user_id: ctx.user_id().to_owned(),
-        account_id: None,
+        account_id,
         expires_at_ms: now + session::SESSION_TTL_MS,
     };
     tracing::debug!(typ = ?ctx.typ, "app context accepted");

@@ -7,9 +7,12 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::aes::Aes256;
 use aes_gcm::{AesGcm, Nonce};
+use axum_extra::extract::PrivateCookieJar;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use zcc_rtms::session::{self, SessionData};
 
 use crate::helpers::TestApp;
 
@@ -218,5 +221,52 @@ async fn a_missing_token_is_a_400_with_a_reason() {
         .await
         .expect("GET");
     assert_eq!(resp.status(), 401);
+    app.shutdown().await;
+}
+
+/// A session cookie as the app would set it (the install callback does).
+fn session_cookie(app: &TestApp, data: &SessionData) -> String {
+    use axum::response::IntoResponse as _;
+    let jar = PrivateCookieJar::new(app.state.cookie_key.clone()).add(session::cookie(data));
+    let resp = (jar, ()).into_response();
+    let header = resp.headers()["set-cookie"].to_str().expect("ascii");
+    header.split(';').next().expect("name=value").to_owned()
+}
+
+fn read_session(app: &TestApp, set_cookie: &str) -> Option<SessionData> {
+    let pair = set_cookie.split(';').next()?;
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("cookie", pair.parse().ok()?);
+    session::read(&PrivateCookieJar::from_headers(
+        &headers,
+        app.state.cookie_key.clone(),
+    ))
+}
+
+#[tokio::test]
+async fn the_session_keeps_its_account_for_the_same_user_and_drops_it_for_another() {
+    let app = TestApp::spawn().await;
+    let installed = session_cookie(
+        &app,
+        &SessionData {
+            user_id: "agent-5".into(),
+            account_id: Some("acct-5".into()),
+            expires_at_ms: now_ms() + HOUR_MS,
+        },
+    );
+
+    let resp = get_context(&app, &token_for(&app, "agent-5"), Some(&installed)).await;
+    assert_eq!(resp.status(), 200);
+    let same = read_session(&app, &set_cookie(&resp).expect("cookie")).expect("session");
+    assert_eq!(same.user_id, "agent-5");
+    assert_eq!(same.account_id.as_deref(), Some("acct-5"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["accountId"], "acct-5");
+
+    let resp = get_context(&app, &token_for(&app, "agent-6"), Some(&installed)).await;
+    assert_eq!(resp.status(), 200);
+    let other = read_session(&app, &set_cookie(&resp).expect("cookie")).expect("session");
+    assert_eq!(other.user_id, "agent-6");
+    assert_eq!(other.account_id, None);
     app.shutdown().await;
 }
