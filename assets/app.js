@@ -227,7 +227,7 @@ function renderMedia() {
   const streamState = s ? s.state : "idle";
   setState("stream-state", streamState, streamState);
   setText("frames-total", count(s ? s.frames : 0));
-  setText("stream-id", s ? `stream ${s.rtms_stream_id}` : "");
+  setText("stream-id", s ? `· stream ${s.rtms_stream_id}` : "");
   const seen = new Set();
   const live = s && RUNNING.has(s.state);
   for (const ch of (s && s.channels) || []) {
@@ -265,7 +265,9 @@ function renderChannel(role, ch, live, label) {
   meter.dataset.level = level.toFixed(4);
   // CSSOM, not style attributes: allowed by style-src 'self'.
   row.querySelector(".meter-fill").style.width = `${(meterFraction(level) * 100).toFixed(1)}%`;
-  row.querySelector(".meter-peak").style.left = `${(meterFraction(peak) * 100).toFixed(1)}%`;
+  const peakMark = row.querySelector(".meter-peak");
+  peakMark.hidden = !(peak > 0);
+  peakMark.style.left = `${(meterFraction(peak) * 100).toFixed(1)}%`;
   row.querySelector(".channel-db").textContent = dbText(level);
   row.querySelector(".channel-frames").textContent = count(ch.frames);
 }

@@ -182,3 +182,179 @@ async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
     browser.close().await;
     app.shutdown().await;
 }
+
+/// Install the app as the simulator's default agent, in this browser: the
+/// OAuth callback signs the browser in (the session then knows the account).
+async fn install_in_browser(app: &TestApp, browser: &Browser) {
+    browser
+        .client
+        .goto(&app.url("/api/auth/install"))
+        .await
+        .expect("start the install");
+    let base = app.url("/");
+    browser
+        .wait_until("the install to come back to the app", || async {
+            browser
+                .client
+                .current_url()
+                .await
+                .is_ok_and(|u| u.as_str().starts_with(&base) && !u.path().starts_with("/api/"))
+        })
+        .await;
+}
+
+/// Sample a meter's level until it has shown `n` different non-zero values.
+async fn meter_moves(browser: &Browser, id: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + UI_WAIT;
+    let mut seen: Vec<String> = Vec::new();
+    while seen.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "#{id} did not move: levels seen {seen:?}"
+        );
+        if let Some(level) = browser.attr(id, "data-level").await
+            && level.parse::<f64>().is_ok_and(|l| l > 0.0)
+            && !seen.contains(&level)
+        {
+            seen.push(level);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn in_zoom_an_agent_starts_rtms_watches_it_live_stops_it_and_the_engagement_ends() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    install_in_browser(&app, &browser).await;
+    browser
+        .client
+        .goto(&host_url(&app, ""))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+    browser
+        .wait_text("auth-state", "authorized", |t| t == "Authorized with Zoom")
+        .await;
+    assert!(browser.disabled("start").await, "no engagement yet");
+
+    let engagement = app.sim.create_engagement().await.expect("an engagement");
+    browser
+        .wait_text("engagement-id", "the engagement", |t| t == engagement)
+        .await;
+    browser
+        .wait_text("engagement-state", "active", |t| {
+            t.eq_ignore_ascii_case("active")
+        })
+        .await;
+    browser
+        .wait_until("Start to be enabled", || async {
+            !browser.disabled("start").await
+        })
+        .await;
+    assert!(browser.disabled("stop").await, "nothing to stop yet");
+
+    browser
+        .client
+        .find(Locator::Id("start"))
+        .await
+        .expect("start button")
+        .click()
+        .await
+        .expect("click Start");
+    browser.wait_status("Starting RTMS connection").await;
+    browser.wait_status("Received 50 audio chunks").await;
+    let caller = meter_moves(&browser, "meter-caller", 3).await;
+    let agent = meter_moves(&browser, "meter-agent", 3).await;
+    eprintln!("caller levels {caller:?}, agent levels {agent:?}");
+    let frames: u64 = browser
+        .wait_text("frames-caller", "caller frames", |t| t != "0")
+        .await
+        .replace(',', "")
+        .parse()
+        .expect("a frame count");
+    assert!(frames > 0);
+    browser
+        .wait_until("Stop to be enabled", || async {
+            !browser.disabled("stop").await
+        })
+        .await;
+    let shot = browser.screenshot("live-view").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    browser
+        .client
+        .find(Locator::Id("stop"))
+        .await
+        .expect("stop button")
+        .click()
+        .await
+        .expect("click Stop");
+    browser.wait_status("RTMS stopped").await;
+
+    app.sim
+        .end_engagement(&engagement)
+        .await
+        .expect("end the engagement");
+    browser
+        .wait_text("engagement-state", "ended", |t| {
+            t.eq_ignore_ascii_case("ended")
+        })
+        .await;
+    assert!(browser.disabled("start").await, "Start is off once ended");
+    assert!(browser.disabled("stop").await, "Stop is off once ended");
+
+    assert_eq!(csp_violations(&browser).await, "0");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unauthorized_account_sees_connect_and_start_stays_disabled() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    browser
+        .client
+        .goto(&host_url(&app, ""))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+    let engagement = app.sim.create_engagement().await.expect("an engagement");
+    browser
+        .wait_text("engagement-state", "active", |t| {
+            t.eq_ignore_ascii_case("active")
+        })
+        .await;
+    browser
+        .wait_text("engagement-id", "the engagement", |t| t == engagement)
+        .await;
+    browser
+        .wait_text("auth-state", "not connected", |t| {
+            t == "Not connected to Zoom"
+        })
+        .await;
+    let connect = browser
+        .client
+        .find(Locator::Id("connect"))
+        .await
+        .expect("connect link");
+    assert!(
+        connect.is_displayed().await.expect("displayed?"),
+        "Connect is shown"
+    );
+    assert_eq!(
+        connect.attr("href").await.expect("href").as_deref(),
+        Some("/api/auth/install")
+    );
+    assert!(browser.disabled("start").await, "Start needs authorization");
+    assert!(browser.disabled("stop").await);
+    let hint = browser
+        .wait_text("controls-hint", "a hint", |t| !t.is_empty())
+        .await;
+    assert!(hint.contains("Connect to Zoom"), "{hint}");
+    browser.close().await;
+    app.shutdown().await;
+}

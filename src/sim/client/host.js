@@ -30,7 +30,7 @@ function logCall(text, isError) {
 function render() {
   document.getElementById("engagement-id").textContent = current ? current.engagementId : "none";
   document.getElementById("engagement-state").textContent = current ? current.state : "none";
-  document.getElementById("user").textContent = user ? "agent " + user.user_id : "";
+  document.getElementById("user").textContent = "agent " + (userParam || (user && user.user_id) || "unknown");
 }
 
 function apiError(code, message) {
@@ -153,7 +153,9 @@ function emit(name, data) {
 // only what changed (the real client sends partial updates).
 function reconcile(state) {
   user = state.user;
-  const list = state.engagements || [];
+  const agent = userParam || (user && user.user_id) || "";
+  // Only this agent's engagements (older simulators do not say whose).
+  const list = (state.engagements || []).filter((e) => !e.user_id || !agent || e.user_id === agent);
   const newestActive = list
     .filter((e) => e.state === "active")
     .sort((a, b) => b.started_at_ms - a.started_at_ms)[0];
