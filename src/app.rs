@@ -21,7 +21,9 @@ use crate::rtms::RtmsManager;
 use crate::rtms::manager::SessionDeps;
 use crate::sim::{SimConfig, Simulator};
 use crate::status::StatusBus;
+use crate::store::{Backend, Store};
 use crate::webhook::Envelope;
+use crate::zoom::{ZoomClient, ZoomClientConfig};
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -32,6 +34,10 @@ pub struct AppState {
     pub rtms: RtmsManager,
     pub webhooks: mpsc::Sender<Envelope>,
     pub dedup: Dedup,
+    /// Tokens, engagements, de-duplication keys, stream ownership.
+    pub store: Store,
+    /// Zoom OAuth and REST, with single-flight token refresh.
+    pub zoom: ZoomClient,
     pub http: reqwest::Client,
     /// Fires on shutdown: SSE streams and sessions end with it.
     pub cancel: CancellationToken,
@@ -62,6 +68,26 @@ impl App {
 
         let tls = crate::tls::client_config(config.zoom.ca_cert.as_deref())?;
         let http = crate::tls::http_client(&tls)?;
+        let backend = match &config.redis_url {
+            Some(url) => Backend::Redis { url: url.clone() },
+            None => Backend::Embedded {
+                dir: config.data_dir.clone(),
+            },
+        };
+        let store = Store::open(&backend, &config.token_encryption_key, &config.store_prefix)
+            .await
+            .context("opening the store")?;
+        let zoom = ZoomClient::new(
+            http.clone(),
+            ZoomClientConfig {
+                host: config.zoom.host.clone(),
+                api_url: config.zoom.api_url.clone(),
+                client_id: config.zoom.client_id.clone(),
+                client_secret: config.zoom.client_secret.clone(),
+                redirect_url: redirect_url(&config, addr)?,
+            },
+            store.clone(),
+        );
         let bus = StatusBus::new();
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -80,12 +106,14 @@ impl App {
         let (webhooks, webhook_rx) = mpsc::channel(dispatch::QUEUE_DEPTH);
         let state = AppState {
             cookie_key: crate::session::cookie_key(&config.session_secret),
-            engagements: Engagements::new(bus.clone()),
+            engagements: Engagements::new(bus.clone(), store.clone()),
             config: Arc::new(config),
             bus,
             rtms,
             webhooks,
-            dedup: Dedup::default(),
+            dedup: Dedup::new(store.clone(), crate::dedup::DEDUP_TTL),
+            store,
+            zoom,
             http,
             cancel,
             tracker,
@@ -138,6 +166,7 @@ impl App {
             rtms: state.rtms.clone(),
         };
         tracker.spawn(dispatcher.run(webhook_rx, cancel.clone()));
+        tracker.spawn(sweep_store(state.store.clone(), cancel.clone()));
 
         if let Some(sim) = sim {
             let handle = sim.handle();
@@ -150,6 +179,10 @@ impl App {
                     tracing::error!(error = ?e, "simulator stopped");
                 }
             });
+            // The simulator is serving now (its listener was bound in build).
+            if let Err(e) = crate::zoom::demo::auto_install(&state, &handle).await {
+                tracing::error!(error = ?e, "demo: installing the app on the simulator failed");
+            }
             if let Mode::Demo { manual: false } = state.config.mode {
                 tracker.spawn(demo::drive(handle, state.clone()));
             }
@@ -186,6 +219,40 @@ impl App {
             tracing::warn!("background tasks did not finish within 10 s");
         }
         Ok(())
+    }
+}
+
+/// `ZOOM_REDIRECT_URL`, else `{PUBLIC_URL}/api/auth/callback`, else the
+/// local listener.
+fn redirect_url(config: &Config, addr: SocketAddr) -> anyhow::Result<Url> {
+    if let Some(url) = &config.redirect_url {
+        return Ok(url.clone());
+    }
+    let base = match &config.public_url {
+        Some(public) => public.clone(),
+        None => Url::parse(&format!("http://localhost:{}/", addr.port()))?,
+    };
+    Ok(base.join("/api/auth/callback")?)
+}
+
+/// Deletes expired store entries now and then (the embedded file only;
+/// Redis expires keys by itself).
+async fn sweep_store(store: Store, cancel: CancellationToken) {
+    if store.is_shared() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                match store.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(removed = n, "expired store entries removed"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping the store"),
+                }
+            }
+        }
     }
 }
 

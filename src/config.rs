@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use url::Url;
 
 use crate::secret::Secret;
+use crate::store::TokenKey;
 
 pub const DEFAULT_PORT: u16 = 3001;
 pub const DEFAULT_ZOOM_HOST: &str = "https://zoom.us";
@@ -100,6 +101,9 @@ pub struct ServeArgs {
     /// Key (64 hex chars or base64 of 32 bytes) encrypting tokens at rest.
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
     pub token_encryption_key: Option<String>,
+    /// Prefix of every store key (several apps can share one Redis).
+    #[arg(long, env = "STORE_PREFIX")]
+    pub store_prefix: Option<String>,
     /// Directory of the embedded store.
     #[arg(long, env = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -182,7 +186,10 @@ pub struct Config {
     pub apps_sdk_url: Url,
     pub redis_url: Option<Secret>,
     pub session_secret: Secret,
-    pub token_encryption_key: Option<[u8; 32]>,
+    /// Encrypts tokens at rest. Required with Zoom credentials; demo mode
+    /// makes one per run.
+    pub token_encryption_key: TokenKey,
+    pub store_prefix: String,
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub rtms: RtmsConfig,
@@ -283,9 +290,25 @@ impl Config {
                 });
             }
         };
-        let token_encryption_key = match args.token_encryption_key.as_deref() {
-            Some(raw) => Some(parse_key(raw)?),
-            None => None,
+        let token_encryption_key = match args.token_encryption_key.as_deref().map(str::trim) {
+            Some(raw) if !raw.is_empty() => TokenKey::new(parse_key(raw)?),
+            _ if demo => TokenKey::generate(),
+            _ => {
+                return Err(ConfigError::Missing {
+                    var: "TOKEN_ENCRYPTION_KEY",
+                    why: "with Zoom credentials (32 random bytes as 64 hex characters or base64)",
+                });
+            }
+        };
+        let store_prefix = match args.store_prefix.as_deref().map(str::trim) {
+            None | Some("") => crate::store::DEFAULT_PREFIX.to_owned(),
+            Some(p) if p.len() <= 64 && !p.chars().any(char::is_whitespace) => p.to_owned(),
+            Some(_) => {
+                return Err(ConfigError::Malformed {
+                    var: "STORE_PREFIX",
+                    reason: "must be at most 64 characters without spaces".into(),
+                });
+            }
         };
 
         let log_format = match args.log_format.as_deref() {
@@ -344,6 +367,7 @@ impl Config {
             redis_url,
             session_secret,
             token_encryption_key,
+            store_prefix,
             data_dir: args
                 .data_dir
                 .clone()
@@ -428,6 +452,7 @@ mod tests {
                 secret_token: Some("token".into()),
             },
             session_secret: Some("s".repeat(32)),
+            token_encryption_key: Some("ab".repeat(32)),
             ..ServeArgs::default()
         }
     }
@@ -464,6 +489,21 @@ mod tests {
     }
 
     #[test]
+    fn zoom_mode_requires_a_token_encryption_key_and_demo_mode_makes_one() {
+        let mut args = creds();
+        args.token_encryption_key = None;
+        let err = Config::from_args(&args).expect_err("no token key");
+        assert!(err.to_string().contains("TOKEN_ENCRYPTION_KEY"), "{err}");
+        args.token_encryption_key = Some("short".into());
+        let err = Config::from_args(&args).expect_err("short token key");
+        assert!(err.to_string().contains("TOKEN_ENCRYPTION_KEY"), "{err}");
+        let demo = Config::from_args(&ServeArgs::default()).expect("demo");
+        let again = Config::from_args(&ServeArgs::default()).expect("demo");
+        assert_ne!(demo.token_encryption_key, again.token_encryption_key);
+        assert_eq!(demo.store_prefix, "zcc-rtms:");
+    }
+
+    #[test]
     fn csp_origin_follows_the_sdk_url() {
         let mut args = creds();
         args.apps_sdk_url = Some("http://127.0.0.1:4444/sim/appssdk.js".into());
@@ -477,6 +517,7 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("\"secret\""), "{dbg}");
         assert!(!dbg.contains(&"s".repeat(32)), "{dbg}");
+        assert!(!dbg.contains("171, 171"), "token key bytes leak: {dbg}");
     }
 
     #[test]

@@ -31,11 +31,11 @@ impl Dispatcher {
                     None => break,
                 },
             };
-            self.apply(envelope);
+            self.apply(envelope).await;
         }
     }
 
-    pub fn apply(&self, envelope: Envelope) {
+    pub async fn apply(&self, envelope: Envelope) {
         let at = if envelope.event_ts > 0 {
             envelope.event_ts
         } else {
@@ -49,6 +49,7 @@ impl Dispatcher {
                 if self
                     .engagements
                     .started(&engagement_id, account_id.as_deref(), at)
+                    .await
                 {
                     tracing::info!(%engagement_id, "engagement started");
                     self.bus
@@ -56,7 +57,7 @@ impl Dispatcher {
                 }
             }
             WebhookEvent::EngagementEnded { engagement_id, .. } => {
-                if self.engagements.ended(&engagement_id, at) {
+                if self.engagements.ended(&engagement_id, at).await {
                     tracing::info!(%engagement_id, "engagement ended");
                     self.bus
                         .status(Some(&engagement_id), Level::Info, "Engagement ended");

@@ -1,16 +1,18 @@
-//! Which engagements are active, as told by webhooks (and, later, the store).
+//! Which engagements are active, as told by webhooks, kept in the store so
+//! every instance (and a restarted one) agrees.
 //!
 //! Keyed by engagement id, never one global "latest engagement": an agent
 //! may juggle several, and several agents share one instance. Every change is
 //! published on the status bus. Owns no business rules beyond start/end.
+//! A store failure is logged and treated as "nothing changed" for callers.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use serde::{Deserialize, Serialize};
 
 use crate::status::{EngagementView, StatusBus};
+use crate::store::Store;
 use crate::time::rfc3339_ms;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Engagement {
     pub engagement_id: String,
     pub account_id: Option<String>,
@@ -34,99 +36,87 @@ impl Engagement {
     }
 }
 
-/// How many ended engagements are remembered.
-const KEEP_ENDED: usize = 500;
-
 #[derive(Clone)]
 pub struct Engagements {
     bus: StatusBus,
-    map: Arc<Mutex<HashMap<String, Engagement>>>,
+    store: Store,
 }
 
 impl Engagements {
-    pub fn new(bus: StatusBus) -> Self {
-        Self {
-            bus,
-            map: Arc::default(),
-        }
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Engagement>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn new(bus: StatusBus, store: Store) -> Self {
+        Self { bus, store }
     }
 
     /// Record a started engagement. Returns false when it was already known
-    /// as active (a repeated webhook).
-    pub fn started(&self, engagement_id: &str, account_id: Option<&str>, at_ms: i64) -> bool {
+    /// as active (a repeated webhook) or could not be stored.
+    pub async fn started(&self, engagement_id: &str, account_id: Option<&str>, at_ms: i64) -> bool {
+        match self.store.load_engagement(engagement_id).await {
+            Ok(Some(e)) if e.is_active() => return false,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading engagement; recording it anew"),
+        }
         let engagement = Engagement {
             engagement_id: engagement_id.to_owned(),
             account_id: account_id.map(str::to_owned),
             started_at_ms: at_ms,
             ended_at_ms: None,
         };
-        {
-            let mut map = self.map();
-            if map.get(engagement_id).is_some_and(Engagement::is_active) {
-                return false;
-            }
-            map.insert(engagement_id.to_owned(), engagement.clone());
-            Self::prune(&mut map);
+        if let Err(e) = self.store.save_engagement(&engagement).await {
+            tracing::error!(error = %e, %engagement_id, "storing started engagement");
+            return false;
         }
         self.bus.engagement(engagement.view());
         true
     }
 
     /// Record an ended engagement. Returns false when it was not active.
-    pub fn ended(&self, engagement_id: &str, at_ms: i64) -> bool {
-        let view = {
-            let mut map = self.map();
-            let entry = map
-                .entry(engagement_id.to_owned())
-                .or_insert_with(|| Engagement {
+    pub async fn ended(&self, engagement_id: &str, at_ms: i64) -> bool {
+        let mut engagement = match self.store.load_engagement(engagement_id).await {
+            Ok(Some(e)) if !e.is_active() => return false,
+            Ok(Some(e)) => e,
+            Ok(None) => Engagement {
+                engagement_id: engagement_id.to_owned(),
+                account_id: None,
+                started_at_ms: at_ms,
+                ended_at_ms: None,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "reading engagement; recording its end anyway");
+                Engagement {
                     engagement_id: engagement_id.to_owned(),
                     account_id: None,
                     started_at_ms: at_ms,
                     ended_at_ms: None,
-                });
-            if !entry.is_active() {
-                return false;
+                }
             }
-            entry.ended_at_ms = Some(at_ms);
-            entry.view()
         };
-        self.bus.engagement(view);
+        engagement.ended_at_ms = Some(at_ms);
+        if let Err(e) = self.store.save_engagement(&engagement).await {
+            tracing::error!(error = %e, %engagement_id, "storing ended engagement");
+            return false;
+        }
+        self.bus.engagement(engagement.view());
         true
     }
 
-    pub fn get(&self, engagement_id: &str) -> Option<Engagement> {
-        self.map().get(engagement_id).cloned()
+    pub async fn get(&self, engagement_id: &str) -> Option<Engagement> {
+        self.store
+            .load_engagement(engagement_id)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading engagement");
+                None
+            })
     }
 
     /// Active engagements, most recently started first.
-    pub fn active(&self) -> Vec<Engagement> {
-        let mut list: Vec<Engagement> = self
-            .map()
-            .values()
-            .filter(|e| e.is_active())
-            .cloned()
-            .collect();
+    pub async fn active(&self) -> Vec<Engagement> {
+        let mut list = self.store.active_engagements().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "listing active engagements");
+            Vec::new()
+        });
         list.sort_by_key(|e| std::cmp::Reverse(e.started_at_ms));
         list
-    }
-
-    fn prune(map: &mut HashMap<String, Engagement>) {
-        let ended = map.values().filter(|e| !e.is_active()).count();
-        if ended <= KEEP_ENDED {
-            return;
-        }
-        let mut by_age: Vec<(i64, String)> = map
-            .values()
-            .filter_map(|e| e.ended_at_ms.map(|t| (t, e.engagement_id.clone())))
-            .collect();
-        by_age.sort();
-        for (_, id) in by_age.into_iter().take(ended - KEEP_ENDED) {
-            map.remove(&id);
-        }
     }
 }
 
@@ -134,17 +124,21 @@ impl Engagements {
 mod tests {
     use super::*;
 
-    #[test]
-    fn start_end_and_repeat_are_tracked_per_engagement() {
-        let e = Engagements::new(StatusBus::new());
-        assert!(e.started("a", None, 1));
-        assert!(!e.started("a", None, 2), "repeat is not new");
-        assert!(e.started("b", Some("acct"), 3));
-        assert_eq!(e.active().len(), 2);
-        assert_eq!(e.active()[0].engagement_id, "b");
-        assert!(e.ended("a", 4));
-        assert!(!e.ended("a", 5));
-        assert_eq!(e.active().len(), 1);
-        assert!(!e.get("a").expect("known").is_active());
+    #[tokio::test]
+    async fn start_end_and_repeat_are_tracked_per_engagement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_embedded(dir.path(), &crate::store::TokenKey::generate())
+            .await
+            .expect("store");
+        let e = Engagements::new(StatusBus::new(), store);
+        assert!(e.started("a", None, 1).await);
+        assert!(!e.started("a", None, 2).await, "repeat is not new");
+        assert!(e.started("b", Some("acct"), 3).await);
+        assert_eq!(e.active().await.len(), 2);
+        assert_eq!(e.active().await[0].engagement_id, "b");
+        assert!(e.ended("a", 4).await);
+        assert!(!e.ended("a", 5).await);
+        assert_eq!(e.active().await.len(), 1);
+        assert!(!e.get("a").await.expect("known").is_active());
     }
 }

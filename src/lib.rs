@@ -18,10 +18,12 @@ pub mod secret;
 pub mod session;
 pub mod sim;
 pub mod status;
+pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
 pub mod webhook;
+pub mod zoom;
 
 pub use app::{App, AppState, shutdown_signal};
 pub use config::Config;

@@ -15,6 +15,7 @@ async fn active(State(state): State<AppState>) -> Json<Value> {
     let active: Vec<_> = state
         .engagements
         .active()
+        .await
         .iter()
         .map(|e| e.view())
         .collect();

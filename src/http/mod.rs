@@ -3,7 +3,9 @@
 //! Never talks to RTMS sockets; it asks the engine through `AppState`.
 
 mod assets;
+pub mod auth;
 mod context;
+mod control;
 mod engagement;
 mod events;
 mod health;
@@ -25,6 +27,8 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(engagement::router())
         .merge(context::router())
+        .merge(auth::router())
+        .merge(control::router())
         .merge(assets::router())
         .fallback(not_found)
         .layer(headers)

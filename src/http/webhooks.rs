@@ -50,7 +50,7 @@ async fn receive(
             "encryptedToken": webhook::url_validation_token(secret, plain_token),
         })));
     }
-    if !state.dedup.first_seen(&envelope.dedup_key()) {
+    if !state.dedup.first_seen(&envelope.dedup_key()).await {
         tracing::info!(event = %envelope.event, "duplicate webhook dropped");
         return Ok(Json(json!({ "status": "duplicate" })));
     }

@@ -1,10 +1,12 @@
 //! Integration tests: the real app (and the real simulator) on port 0.
 
 mod helpers;
+mod redis_server;
 
 mod browser;
 mod browser_driver;
 mod context;
 mod flow;
 mod http;
+mod store;
 mod webhooks;

@@ -1,0 +1,413 @@
+//! Durable state: OAuth tokens per account and user, engagements, webhook
+//! de-duplication keys, OAuth verifiers, locks and stream ownership.
+//!
+//! One [`Store`] type; the backend is chosen by config: an embedded redb file
+//! in `DATA_DIR` (default) or Redis (`REDIS_URL`, shared by many instances).
+//! Both implement the same few primitives (get/put with expiry, insert-if-absent,
+//! take, leases, sets); the typed methods here are written once on top of them,
+//! and the same integration suite runs against both.
+//!
+//! Tokens, engagements and verifiers are sealed (AES-256-GCM, see [`crypto`]);
+//! keys are namespaced by a prefix and never contain account or user ids in
+//! clear. Holds no business logic: *when* to refresh a token or start a
+//! stream is decided by the Zoom client and the RTMS manager.
+
+pub mod crypto;
+mod embedded;
+mod redis;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use crypto::{SealError, Sealer, TokenKey};
+pub use embedded::FILE_NAME as EMBEDDED_FILE_NAME;
+
+use crate::engagements::Engagement;
+
+pub const DEFAULT_PREFIX: &str = "zcc-rtms:";
+/// How long an ended engagement is remembered.
+pub const ENDED_ENGAGEMENT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Backend(String),
+    #[error("embedded store: {0}")]
+    Embedded(#[from] redb::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// A stored value could not be read back: tampered, sealed under another
+    /// key, or not ours. Never a panic.
+    #[error("stored value under {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl From<StoreError> for crate::error::AppError {
+    fn from(e: StoreError) -> Self {
+        crate::error::AppError::Internal(anyhow::Error::new(e).context("store"))
+    }
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Embedded { dir: PathBuf },
+    Redis { url: crate::secret::Secret },
+}
+
+/// One account user's Zoom tokens, as stored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub account_id: String,
+    pub user_id: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// When the access token expires (Unix ms).
+    pub expires_at_ms: i64,
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// The refresh token was refused: the user must install again. The
+    /// tokens are kept as they were.
+    #[serde(default)]
+    pub needs_auth: bool,
+    #[serde(default)]
+    pub needs_auth_reason: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("access_token", &"***")
+            .field("refresh_token", &"***")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("needs_auth", &self.needs_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+enum Inner {
+    Embedded(embedded::Embedded),
+    Redis(redis::RedisBackend),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Inner,
+    prefix: Arc<str>,
+    sealer: Arc<Sealer>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend_name())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Dispatch a primitive to the backend.
+macro_rules! backend {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.inner {
+            Inner::Embedded(b) => b.$method($($arg),*).await,
+            Inner::Redis(b) => b.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    pub async fn open(backend: &Backend, key: &TokenKey, prefix: &str) -> Result<Self, StoreError> {
+        let inner = match backend {
+            Backend::Embedded { dir } => Inner::Embedded(embedded::Embedded::open(dir).await?),
+            Backend::Redis { url } => {
+                Inner::Redis(redis::RedisBackend::connect(url.expose()).await?)
+            }
+        };
+        Ok(Self {
+            inner,
+            prefix: prefix.into(),
+            sealer: Arc::new(Sealer::new(key)),
+        })
+    }
+
+    pub async fn open_embedded(dir: &Path, key: &TokenKey) -> Result<Self, StoreError> {
+        Self::open(
+            &Backend::Embedded {
+                dir: dir.to_owned(),
+            },
+            key,
+            DEFAULT_PREFIX,
+        )
+        .await
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner {
+            Inner::Embedded(_) => "embedded",
+            Inner::Redis(_) => "redis",
+        }
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner, Inner::Redis(_))
+    }
+
+    /// Readiness: the store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        backend!(self.ping())
+    }
+
+    /// Delete expired values (only the embedded file needs it; Redis expires
+    /// keys by itself). Returns how many went.
+    pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
+        match &self.inner {
+            Inner::Embedded(b) => b.sweep_expired().await,
+            Inner::Redis(_) => Ok(0),
+        }
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}:{id}", self.prefix)
+    }
+
+    // ---- sealed JSON values ----
+
+    async fn put_sealed<T: Serialize>(
+        &self,
+        key: String,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let plain = serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let sealed = self.sealer.seal(&key, &plain);
+        backend!(self.put(key, sealed, ttl))
+    }
+
+    fn open_sealed<T: DeserializeOwned>(&self, key: &str, raw: &[u8]) -> Result<T, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: key.to_owned(),
+            reason,
+        };
+        let plain = self
+            .sealer
+            .open(key, raw)
+            .map_err(|e| corrupt(e.to_string()))?;
+        serde_json::from_slice(&plain).map_err(|e| corrupt(format!("not a valid record: {e}")))
+    }
+
+    async fn get_sealed<T: DeserializeOwned>(&self, key: String) -> Result<Option<T>, StoreError> {
+        match backend!(self.get(key.clone()))? {
+            None => Ok(None),
+            Some(raw) => self.open_sealed(&key, &raw).map(Some),
+        }
+    }
+
+    // ---- tokens ----
+
+    /// The opaque id of an account user (names their locks).
+    pub fn token_id(&self, account_id: &str, user_id: &str) -> String {
+        self.sealer.key_id(&[account_id, user_id])
+    }
+
+    fn token_key(&self, account_id: &str, user_id: &str) -> String {
+        self.key("tokens", &self.sealer.key_id(&[account_id, user_id]))
+    }
+
+    fn account_key(&self, account_id: &str) -> String {
+        self.key("account", &self.sealer.key_id(&[account_id]))
+    }
+
+    /// Store a user's tokens (durable when this returns) and make that user
+    /// the account's current installer.
+    pub async fn save_tokens(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let key = self.token_key(&record.account_id, &record.user_id);
+        self.put_sealed(key, record, None).await?;
+        self.put_sealed(self.account_key(&record.account_id), &record.user_id, None)
+            .await
+    }
+
+    /// Store tokens for an existing user without changing the account's
+    /// current installer (a refresh).
+    pub async fn update_tokens(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let key = self.token_key(&record.account_id, &record.user_id);
+        self.put_sealed(key, record, None).await
+    }
+
+    pub async fn load_tokens(
+        &self,
+        account_id: &str,
+        user_id: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let record: Option<TokenRecord> =
+            self.get_sealed(self.token_key(account_id, user_id)).await?;
+        Ok(record.filter(|r| r.account_id == account_id && r.user_id == user_id))
+    }
+
+    /// The user whose install the account uses when the caller has none.
+    pub async fn account_installer(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        self.get_sealed(self.account_key(account_id)).await
+    }
+
+    /// The tokens to use for a caller: their own when they installed,
+    /// otherwise the account's current installer's.
+    pub async fn load_account_tokens(
+        &self,
+        account_id: &str,
+        user_id: Option<&str>,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        if let Some(user_id) = user_id
+            && let Some(own) = self.load_tokens(account_id, user_id).await?
+        {
+            return Ok(Some(own));
+        }
+        match self.account_installer(account_id).await? {
+            Some(installer) => self.load_tokens(account_id, &installer).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Write raw bytes where a user's tokens live (for corruption tests).
+    #[doc(hidden)]
+    pub async fn put_raw_tokens(
+        &self,
+        account_id: &str,
+        user_id: &str,
+        raw: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        backend!(self.put(self.token_key(account_id, user_id), raw, None))
+    }
+
+    /// The raw sealed bytes of a user's tokens (for corruption tests).
+    #[doc(hidden)]
+    pub async fn get_raw_tokens(
+        &self,
+        account_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        backend!(self.get(self.token_key(account_id, user_id)))
+    }
+
+    // ---- one-time OAuth values (PKCE verifiers) ----
+
+    pub async fn put_verifier(
+        &self,
+        nonce: &str,
+        verifier: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.put_sealed(self.key("pkce", nonce), &verifier, Some(ttl))
+            .await
+    }
+
+    /// The verifier for `nonce`, at most once.
+    pub async fn take_verifier(&self, nonce: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key("pkce", nonce);
+        match backend!(self.take(key.clone()))? {
+            None => Ok(None),
+            Some(raw) => self.open_sealed(&key, &raw).map(Some),
+        }
+    }
+
+    // ---- webhook de-duplication ----
+
+    /// True the first time `key` is seen within `ttl`.
+    pub async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        backend!(self.insert_if_absent(self.key("dedup", key), b"1".to_vec(), Some(ttl)))
+    }
+
+    // ---- leases: refresh locks and stream ownership ----
+
+    /// Take the named lock for `ttl` (free, expired or already ours).
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        backend!(self.lease_claim(self.key("lock", name), owner.to_owned(), ttl))
+    }
+
+    pub async fn unlock(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+        backend!(self.lease_release(self.key("lock", name), owner.to_owned()))
+    }
+
+    /// Claim a stream for `owner` (an instance id) for `ttl`. False when
+    /// another owner holds a live lease.
+    pub async fn claim_stream(
+        &self,
+        stream_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        backend!(self.lease_claim(self.key("stream", stream_id), owner.to_owned(), ttl))
+    }
+
+    /// Extend `owner`'s lease. False when the lease is lost (expired and
+    /// possibly taken by another instance): stop consuming.
+    pub async fn renew_stream(
+        &self,
+        stream_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        backend!(self.lease_renew(self.key("stream", stream_id), owner.to_owned(), ttl))
+    }
+
+    /// Give up `owner`'s lease (compare-and-delete: never someone else's).
+    pub async fn release_stream(&self, stream_id: &str, owner: &str) -> Result<bool, StoreError> {
+        backend!(self.lease_release(self.key("stream", stream_id), owner.to_owned()))
+    }
+
+    // ---- engagements ----
+
+    fn active_set(&self) -> String {
+        format!("{}engagements:active", self.prefix)
+    }
+
+    pub async fn save_engagement(&self, engagement: &Engagement) -> Result<(), StoreError> {
+        let key = self.key("engagement", &engagement.engagement_id);
+        let id = engagement.engagement_id.clone();
+        if engagement.is_active() {
+            self.put_sealed(key, engagement, None).await?;
+            backend!(self.set_add(self.active_set(), id))
+        } else {
+            self.put_sealed(key, engagement, Some(ENDED_ENGAGEMENT_TTL))
+                .await?;
+            backend!(self.set_remove(self.active_set(), id))
+        }
+    }
+
+    pub async fn load_engagement(
+        &self,
+        engagement_id: &str,
+    ) -> Result<Option<Engagement>, StoreError> {
+        self.get_sealed(self.key("engagement", engagement_id)).await
+    }
+
+    /// Active engagements (unordered). Unreadable entries are skipped with a
+    /// warning rather than hiding all the others.
+    pub async fn active_engagements(&self) -> Result<Vec<Engagement>, StoreError> {
+        let ids = backend!(self.set_members(self.active_set()))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.load_engagement(&id).await {
+                Ok(Some(e)) if e.is_active() => out.push(e),
+                Ok(_) => {
+                    backend!(self.set_remove(self.active_set(), id))?;
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable engagement"),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,191 @@
+//! The Redis backend: shared by every instance behind a load balancer.
+//!
+//! One `ConnectionManager` (reconnects by itself) with connection and
+//! response timeouts, so no store call can hang. Leases are `SET NX PX` with
+//! compare-and-set Lua scripts, so only the owner can extend or release one.
+
+use std::time::Duration;
+
+use redis::AsyncCommands as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::StoreError;
+
+const CLAIM: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+elseif v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0";
+
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+#[derive(Clone)]
+pub struct RedisBackend {
+    conn: ConnectionManager,
+    claim: std::sync::Arc<redis::Script>,
+    renew: std::sync::Arc<redis::Script>,
+    release: std::sync::Arc<redis::Script>,
+}
+
+fn millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+impl RedisBackend {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Backend(format!("REDIS_URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Backend("connecting to Redis timed out".into()))??;
+        let backend = Self {
+            conn,
+            claim: std::sync::Arc::new(redis::Script::new(CLAIM)),
+            renew: std::sync::Arc::new(redis::Script::new(RENEW)),
+            release: std::sync::Arc::new(redis::Script::new(RELEASE)),
+        };
+        backend.ping().await?;
+        Ok(backend)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(c.get(key).await?)
+    }
+
+    pub async fn put(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        match ttl {
+            Some(ttl) => {
+                let _: () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut c)
+                    .await?;
+            }
+            None => {
+                let _: () = c.set(key, value).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn insert_if_absent(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX");
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(millis(ttl));
+        }
+        let set: Option<String> = cmd.query_async(&mut c).await?;
+        Ok(set.is_some())
+    }
+
+    pub async fn take(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(redis::cmd("GETDEL").arg(key).query_async(&mut c).await?)
+    }
+
+    pub async fn lease_claim(
+        &self,
+        key: String,
+        owner: String,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: i64 = self
+            .claim
+            .key(key)
+            .arg(owner)
+            .arg(millis(ttl))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn lease_renew(
+        &self,
+        key: String,
+        owner: String,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: i64 = self
+            .renew
+            .key(key)
+            .arg(owner)
+            .arg(millis(ttl))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn lease_release(&self, key: String, owner: String) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: i64 = self
+            .release
+            .key(key)
+            .arg(owner)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn set_add(&self, set: String, member: String) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c.sadd(set, member).await?;
+        Ok(())
+    }
+
+    pub async fn set_remove(&self, set: String, member: String) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c.srem(set, member).await?;
+        Ok(())
+    }
+
+    pub async fn set_members(&self, set: String) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(c.smembers(set).await?)
+    }
+}
