@@ -82,6 +82,7 @@ async fn the_page_loads_inside_the_zoom_client_with_no_console_errors_or_csp_vio
     browser
         .wait_text("live", "a live feed", |t| t == "Live")
         .await;
+    browser.screenshot("inside-zoom-panel").await;
     assert_eq!(csp_violations(&browser).await, "0");
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
@@ -355,6 +356,42 @@ async fn an_unauthorized_account_sees_connect_and_start_stays_disabled() {
         .wait_text("controls-hint", "a hint", |t| !t.is_empty())
         .await;
     assert!(hint.contains("Connect to Zoom"), "{hint}");
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn outside_zoom_the_wide_live_view_follows_a_stream_started_from_webhooks() {
+    let app = spawn().await;
+    let browser = Browser::start(WIDE.0, WIDE.1).await;
+    browser
+        .client
+        .goto(&app.url("/"))
+        .await
+        .expect("open the page");
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+    let engagement = app.sim.create_engagement().await.expect("an engagement");
+    browser
+        .wait_text("engagement-id", "the webhook engagement", |t| {
+            t == engagement
+        })
+        .await;
+    // As if the agent's REST call had been made elsewhere.
+    app.sim.start_rtms(&engagement).await.expect("RTMS starts");
+    browser.wait_status("Starting RTMS connection").await;
+    browser.wait_status("Received 50 audio chunks").await;
+    meter_moves(&browser, "meter-caller", 2).await;
+    browser
+        .wait_text("stream-state", "streaming", |t| {
+            t.eq_ignore_ascii_case("streaming")
+        })
+        .await;
+    let shot = browser.screenshot("live-view-wide").await;
+    eprintln!("screenshot: {}", shot.display());
+    app.sim.stop_rtms(&engagement).await.expect("RTMS stops");
+    browser.wait_status("RTMS stopped").await;
     browser.close().await;
     app.shutdown().await;
 }
