@@ -38,10 +38,6 @@ const HOST_CSS: &str = include_str!("client/host.css");
 const SDK_JS: &str = include_str!("client/appssdk.js");
 const ICON_SVG: &str = include_str!("client/icon.svg");
 
-/// The host page's event stream ends after this long (the browser reconnects
-/// and gets a fresh state), so a running simulator can always shut down.
-const EVENTS_LIFETIME: Duration = Duration::from_secs(15);
-
 pub fn router() -> Router<SimHandle> {
     Router::new()
         .route("/sim/client", get(host_page))
@@ -199,25 +195,32 @@ async fn events(
     State(handle): State<SimHandle>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = handle.client_events();
-    let deadline = tokio::time::Instant::now() + EVENTS_LIFETIME;
+    // Ends with the simulator, so its graceful shutdown never waits on us.
+    let cancel = handle.shared.cancel.clone();
     let first = state_event(&handle);
     let stream = futures_util::stream::unfold(
         (handle, rx, Some(first)),
-        move |(handle, mut rx, first)| async move {
-            if let Some(ev) = first {
-                return Some((Ok(ev), (handle, rx, None)));
-            }
-            let next = tokio::time::timeout_at(deadline, rx.recv()).await;
-            match next {
-                Err(_) | Ok(Err(RecvError::Closed)) => None,
-                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {
-                    let ev = state_event(&handle);
-                    Some((Ok(ev), (handle, rx, None)))
+        move |(handle, mut rx, first)| {
+            let cancel = cancel.clone();
+            async move {
+                if let Some(ev) = first {
+                    return Some((Ok(ev), (handle, rx, None)));
+                }
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    next = rx.recv() => next,
+                };
+                match next {
+                    Err(RecvError::Closed) => None,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        let ev = state_event(&handle);
+                        Some((Ok(ev), (handle, rx, None)))
+                    }
                 }
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 fn state_event(handle: &SimHandle) -> Event {

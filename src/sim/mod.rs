@@ -4,20 +4,46 @@
 //!
 //! Shares no state with the app: it talks to it only over HTTP and WebSockets,
 //! exactly as Zoom would. The surface is the design's *simulator contract*.
+//! Its Zoom-side code (signatures, app context, RTMS wire format) is written
+//! independently of the app's, so the two check each other.
 
+pub mod audio;
+pub mod client;
+mod context;
+mod control;
+pub mod faults;
+mod net;
+mod oauth;
+pub mod protocol;
+mod rtms;
+pub mod sign;
+mod state;
+pub mod stats;
+mod webhooks;
+
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub mod client;
-
 use anyhow::Context as _;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use url::Url;
+
+pub use context::{AppContextClaims, CONTEXT_TTL_MS};
+pub use faults::{FaultRequest, FaultState};
+pub use stats::SimStats;
 
 use crate::config::random_hex;
 use crate::secret::Secret;
+use state::{Ending, Shared, State, lock};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -36,6 +62,13 @@ pub struct SimConfig {
     pub webhook_retry: Vec<Duration>,
     /// Lifetime of issued access tokens.
     pub access_token_ttl: Duration,
+    /// A webhook not answered within this counts as failed (Zoom: 3 s).
+    pub webhook_timeout: Duration,
+    /// How long an interrupted stream waits for the client to reconnect
+    /// before it ends (Zoom: about 60 s).
+    pub reconnect_window: Duration,
+    /// How long a new RTMS socket may take to send its handshake.
+    pub handshake_timeout: Duration,
 }
 
 impl SimConfig {
@@ -55,6 +88,9 @@ impl SimConfig {
                 Duration::from_secs(3600),
             ],
             access_token_ttl: Duration::from_secs(3600),
+            webhook_timeout: Duration::from_secs(3),
+            reconnect_window: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -63,9 +99,7 @@ impl SimConfig {
 pub struct Simulator {
     listener: tokio::net::TcpListener,
     handle: SimHandle,
-    base_url: Url,
-    rtms_url: Url,
-    ca_cert_path: Option<PathBuf>,
+    certs: Option<net::Certs>,
 }
 
 /// One simulated ZCC engagement, as the simulator's control surface and the
@@ -78,6 +112,8 @@ pub struct SimEngagement {
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
     pub account_id: String,
+    /// The agent handling it.
+    pub user_id: String,
     /// The current RTMS stream, if one is running.
     pub rtms_stream_id: Option<String>,
 }
@@ -96,69 +132,388 @@ pub struct SimUser {
     pub user_id: String,
     pub account_id: String,
     pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub display_name: String,
+}
+
+/// Tokens as a successful `/oauth/token` answer carries them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+/// One webhook delivery attempt (`GET /sim/webhooks`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WebhookDelivery {
+    pub event: String,
+    pub event_ts: i64,
+    /// 1 for the first attempt.
+    pub attempt: usize,
+    /// HTTP status, or none when no answer came.
+    pub status: Option<u16>,
+    pub ok: bool,
+    pub at_ms: i64,
+    pub body: String,
+}
+
+/// The result of an `endpoint.url_validation` round trip.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UrlValidation {
+    /// The app answered 200 with the right `plainToken` and `encryptedToken`.
+    pub ok: bool,
+    pub status: u16,
+    pub answer: serde_json::Value,
+}
+
+/// Errors of the control surface; 4xx with a reason over HTTP.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 /// Controls a running simulator in-process (the same things `/sim/*` does).
 #[derive(Clone)]
 pub struct SimHandle {
-    inner: Arc<Mutex<Option<Url>>>,
+    shared: Arc<Shared>,
 }
 
 impl SimHandle {
     pub fn set_app_url(&self, url: Url) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
+        *lock(&self.shared.app_url) = Some(url);
     }
 
-    /// Start an engagement (sends `contact_center.engagement_started`).
+    pub fn client_id(&self) -> &str {
+        &self.shared.cfg.client_id
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.shared.base_url
+    }
+
+    pub fn rtms_url(&self) -> &Url {
+        &self.shared.rtms_url
+    }
+
+    /// Start an engagement (sends `contact_center.engagement_started`) for
+    /// the default user.
     pub async fn create_engagement(&self) -> anyhow::Result<String> {
-        anyhow::bail!("not implemented yet")
+        let user = self.default_user().user_id;
+        self.create_engagement_for(&user).await
+    }
+
+    /// Start an engagement handled by `user_id` (in that user's account).
+    pub async fn create_engagement_for(&self, user_id: &str) -> anyhow::Result<String> {
+        Ok(self.shared.create_engagement(user_id)?.engagement_id)
     }
 
     /// Start RTMS as if the REST call had been made; returns the stream id.
-    pub async fn start_rtms(&self, _engagement_id: &str) -> anyhow::Result<String> {
-        anyhow::bail!("not implemented yet")
+    pub async fn start_rtms(&self, engagement_id: &str) -> anyhow::Result<String> {
+        Ok(self.start_stream(engagement_id)?)
     }
 
-    pub async fn stop_rtms(&self, _engagement_id: &str) -> anyhow::Result<()> {
-        anyhow::bail!("not implemented yet")
+    /// Stop RTMS as if the REST call had been made (stop reason 25).
+    pub async fn stop_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
+        Ok(self.stop_stream(engagement_id, protocol::stop_reason::MANUAL_API_TRIGGERED)?)
+    }
+
+    pub async fn pause_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
+        Ok(self.pause_stream(engagement_id, true)?)
+    }
+
+    pub async fn resume_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
+        Ok(self.pause_stream(engagement_id, false)?)
     }
 
     /// End an engagement (stops its stream, sends `engagement_ended`).
-    pub async fn end_engagement(&self, _engagement_id: &str) -> anyhow::Result<()> {
-        anyhow::bail!("not implemented yet")
+    pub async fn end_engagement(&self, engagement_id: &str) -> anyhow::Result<()> {
+        Ok(self.shared.end_engagement(engagement_id)?)
     }
 
     pub fn engagements(&self) -> Vec<SimEngagement> {
-        Vec::new()
+        let mut list: Vec<SimEngagement> = lock(&self.shared.state)
+            .engagements
+            .values()
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| {
+            a.started_at_ms
+                .cmp(&b.started_at_ms)
+                .then(a.engagement_id.cmp(&b.engagement_id))
+        });
+        list
+    }
+
+    pub fn engagement(&self, engagement_id: &str) -> Option<SimEngagement> {
+        self.shared.engagement(engagement_id)
     }
 
     /// The default user (the agent the Zoom client is signed in as).
     pub fn default_user(&self) -> SimUser {
-        SimUser {
-            user_id: String::new(),
-            account_id: String::new(),
-            email: String::new(),
-        }
+        lock(&self.shared.state).default_user()
     }
 
     /// Create another user in a new account.
     pub fn create_user(&self) -> SimUser {
-        self.default_user()
+        self.shared.create_user()
     }
 
-    pub fn client_events(&self) -> tokio::sync::broadcast::Receiver<ClientEvent> {
-        tokio::sync::broadcast::channel(1).1
+    pub fn users(&self) -> Vec<SimUser> {
+        let mut users: Vec<SimUser> = lock(&self.shared.state).users.values().cloned().collect();
+        users.sort_by(|a, b| a.email.cmp(&b.email));
+        users
     }
 
-    /// An app context for `user_id`, encrypted as Zoom does (zoom-platform §2).
-    pub fn app_context(&self, _user_id: &str) -> String {
-        String::new()
+    pub fn client_events(&self) -> broadcast::Receiver<ClientEvent> {
+        self.shared.client_tx.subscribe()
+    }
+
+    /// An app context for `user_id`, encrypted as Zoom does (zoom-platform §2),
+    /// valid for two minutes.
+    pub fn app_context(&self, user_id: &str) -> String {
+        let claims =
+            AppContextClaims::panel(user_id, &self.shared.cfg.client_id, crate::time::now_ms());
+        let ctx = context::encrypt(self.shared.cfg.client_secret.expose(), &claims);
+        let tamper = std::mem::take(&mut lock(&self.shared.faults).tamper_next_app_context);
+        if tamper { context::tamper(&ctx) } else { ctx }
     }
 
     /// The counters of `GET /sim/stats`.
     pub fn stats(&self) -> serde_json::Value {
-        serde_json::json!({})
+        serde_json::to_value(self.stats_snapshot()).unwrap_or_default()
     }
+
+    pub fn stats_snapshot(&self) -> SimStats {
+        self.shared.stats.snapshot()
+    }
+
+    pub fn faults(&self) -> FaultState {
+        lock(&self.shared.faults).clone()
+    }
+
+    /// Apply a fault request (the body of `POST /sim/faults`); returns what
+    /// was done, e.g. `["drop: 2 sockets"]`.
+    pub fn apply_faults(&self, req: FaultRequest) -> Result<Vec<String>, SimError> {
+        let shared = &self.shared;
+        let mut done = Vec::new();
+        // Validate everything that can fail before changing anything.
+        for id in [&req.resend_started, &req.interrupt].into_iter().flatten() {
+            if shared.engagement(id).is_none() {
+                return Err(SimError::NotFound(format!("unknown engagement {id}")));
+            }
+        }
+        if let Some(f) = req.fail_rest.as_ref().or(req.fail_token.as_ref())
+            && !(400..=599).contains(&f.status)
+        {
+            return Err(SimError::BadRequest("fail status must be 400–599".into()));
+        }
+        {
+            let mut f = lock(&shared.faults);
+            if let Some(v) = req.stop_answering {
+                f.stop_answering = v;
+                shared.stop_answering.store(v, Ordering::Relaxed);
+                done.push(format!("stop_answering: {v}"));
+            }
+            if let Some(r) = req.refuse_handshakes {
+                done.push(format!(
+                    "refuse_handshakes: next {} with status {}",
+                    r.count, r.status_code
+                ));
+                f.refuse_handshakes = (r.count > 0).then_some(r);
+            }
+            if let Some(r) = req.fail_rest {
+                done.push(format!("fail_rest: next {} with {}", r.count, r.status));
+                f.fail_rest = (r.count > 0).then_some(r);
+            }
+            if let Some(r) = req.fail_token {
+                done.push(format!("fail_token: next {} with {}", r.count, r.status));
+                f.fail_token = (r.count > 0).then_some(r);
+            }
+            if let Some(n) = req.duplicate_webhooks {
+                f.duplicate_webhooks = n;
+                done.push(format!("duplicate_webhooks: next {n}"));
+            }
+            if let Some(v) = req.tamper_next_app_context {
+                f.tamper_next_app_context = v;
+                done.push(format!("tamper_next_app_context: {v}"));
+            }
+            if let Some(v) = req.duplicate_signaling {
+                f.duplicate_signaling = v;
+                done.push(format!("duplicate_signaling: {v:?}"));
+            }
+            if let Some(v) = req.participant_info {
+                f.participant_info = v;
+                done.push(format!("participant_info: {:?}", v.keys()));
+            }
+        }
+        if req.expire_tokens == Some(true) {
+            let now = tokio::time::Instant::now();
+            let mut st = lock(&shared.state);
+            for t in st.access.values_mut() {
+                t.expires = now;
+            }
+            done.push(format!("expire_tokens: {}", st.access.len()));
+        }
+        if req.revoke_refresh_tokens == Some(true) {
+            let mut st = lock(&shared.state);
+            let n = st.refresh.len();
+            st.refresh.clear();
+            done.push(format!("revoke_refresh_tokens: {n}"));
+        }
+        if let Some(d) = req.drop {
+            let ending = match d.mode {
+                faults::DropMode::Close => Ending::Close(
+                    d.code.unwrap_or(1000),
+                    "dropped by a simulator fault".into(),
+                ),
+                faults::DropMode::Abort => Ending::Abort,
+            };
+            let n = shared.drop_sockets(d.engagement_id.as_deref(), d.socket, ending);
+            done.push(format!("drop: {n} sockets"));
+        }
+        if let Some(id) = req.resend_started {
+            let stream = shared.stream_of(&id).ok_or_else(|| {
+                SimError::BadRequest(format!("engagement {id} has no running stream"))
+            })?;
+            shared.webhook(
+                "contact_center.voice_rtms_started",
+                serde_json::json!({
+                    "engagement_id": stream.engagement_id,
+                    "rtms_stream_id": stream.id,
+                    "server_urls": shared.rtms_url.as_str(),
+                }),
+            );
+            done.push("resend_started".into());
+        }
+        if let Some(id) = req.interrupt {
+            if shared.stream_of(&id).is_none() {
+                return Err(SimError::BadRequest(format!(
+                    "engagement {id} has no running stream"
+                )));
+            }
+            let n = shared.drop_sockets(Some(&id), faults::SocketKind::All, Ending::Abort);
+            done.push(format!("interrupt: {n} sockets"));
+        }
+        Ok(done)
+    }
+
+    /// Send a ZCC voice event (8–34) on an engagement's stream; only
+    /// delivered if the client subscribed to it. Returns whether it was sent.
+    pub fn send_voice_event(&self, engagement_id: &str, event_type: i64) -> Result<bool, SimError> {
+        if !(8..=34).contains(&event_type) {
+            return Err(SimError::BadRequest(
+                "event_type must be a ZCC voice event (8–34)".into(),
+            ));
+        }
+        let stream = self.shared.stream_of(engagement_id).ok_or_else(|| {
+            SimError::BadRequest(format!("engagement {engagement_id} has no running stream"))
+        })?;
+        Ok(self.shared.voice_event(&stream, event_type))
+    }
+
+    /// Send `endpoint.url_validation` to the app and check its answer.
+    pub async fn validate_webhook_endpoint(&self) -> anyhow::Result<UrlValidation> {
+        webhooks::validate_endpoint(&self.shared).await
+    }
+
+    /// Recent webhook delivery attempts, oldest first.
+    pub fn webhook_log(&self) -> Vec<WebhookDelivery> {
+        lock(&self.shared.webhook_log).iter().cloned().collect()
+    }
+
+    pub(crate) fn start_stream(&self, engagement_id: &str) -> Result<String, SimError> {
+        let shared = &self.shared;
+        let stream = {
+            let mut st = lock(&shared.state);
+            let e =
+                st.engagements.get(engagement_id).cloned().ok_or_else(|| {
+                    SimError::NotFound(format!("unknown engagement {engagement_id}"))
+                })?;
+            if e.state != "active" {
+                return Err(SimError::BadRequest(format!(
+                    "engagement {engagement_id} has ended"
+                )));
+            }
+            if let Some(running) = &e.rtms_stream_id {
+                // Starting a running stream is a no-op.
+                return Ok(running.clone());
+            }
+            let agent = st
+                .users
+                .get(&e.user_id)
+                .cloned()
+                .unwrap_or_else(|| st.default_user());
+            let stream = Arc::new(state::Stream::new(&e, agent, shared.cancel.child_token()));
+            st.streams.insert(stream.id.clone(), stream.clone());
+            if let Some(e) = st.engagements.get_mut(engagement_id) {
+                e.rtms_stream_id = Some(stream.id.clone());
+            }
+            stream
+        };
+        stats::inc(&shared.stats.streams_started);
+        shared.stats.streams_active.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(engagement_id, stream = %stream.id, "RTMS stream started");
+        shared.webhook(
+            "contact_center.voice_rtms_started",
+            serde_json::json!({
+                "engagement_id": engagement_id,
+                "rtms_stream_id": stream.id,
+                "server_urls": shared.rtms_url.as_str(),
+            }),
+        );
+        Ok(stream.id.clone())
+    }
+
+    pub(crate) fn stop_stream(&self, engagement_id: &str, reason: i64) -> Result<(), SimError> {
+        if self.shared.engagement(engagement_id).is_none() {
+            return Err(SimError::NotFound(format!(
+                "unknown engagement {engagement_id}"
+            )));
+        }
+        if let Some(stream) = self.shared.stream_of(engagement_id) {
+            self.shared.terminate(&stream, reason);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pause_stream(&self, engagement_id: &str, paused: bool) -> Result<(), SimError> {
+        if self.shared.engagement(engagement_id).is_none() {
+            return Err(SimError::NotFound(format!(
+                "unknown engagement {engagement_id}"
+            )));
+        }
+        let stream = self.shared.stream_of(engagement_id).ok_or_else(|| {
+            SimError::BadRequest(format!("engagement {engagement_id} has no running stream"))
+        })?;
+        self.shared.set_paused(&stream, paused);
+        Ok(())
+    }
+}
+
+impl Shared {
+    pub(crate) fn self_arc(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
+    }
+}
+
+/// The whole simulator: Zoom's HTTP side, RTMS, control, client side.
+fn router(handle: SimHandle) -> Router {
+    Router::new()
+        .merge(oauth::router(handle.clone()))
+        .merge(rtms::router())
+        .merge(control::router())
+        .merge(client::router())
+        .fallback(not_found)
+        .with_state(handle)
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {
+    crate::error::AppError::NotFound(format!("no simulator route for {}", uri.path()))
 }
 
 impl Simulator {
@@ -167,29 +522,71 @@ impl Simulator {
             .await
             .with_context(|| format!("binding the simulator to {}", cfg.listen))?;
         let addr = listener.local_addr()?;
-        let base_url = Url::parse(&format!("http://{addr}"))?;
-        let rtms_url = Url::parse(&format!("ws://{addr}/rtms/signaling"))?;
-        Ok(Self {
-            listener,
-            handle: SimHandle {
-                inner: Arc::new(Mutex::new(cfg.app_url)),
-            },
+        let host = net::url_host(addr.ip());
+        let certs = if cfg.tls {
+            Some(net::make_certs(addr.ip())?)
+        } else {
+            None
+        };
+        let (http, ws) = if cfg.tls {
+            ("https", "wss")
+        } else {
+            ("http", "ws")
+        };
+        let base_url = Url::parse(&format!("{http}://{host}:{}", addr.port()))?;
+        let rtms_url = Url::parse(&format!(
+            "{ws}://{host}:{}{}",
+            addr.port(),
+            rtms::SIGNALING_PATH
+        ))?;
+        let media_url = format!("{ws}://{host}:{}{}", addr.port(), rtms::MEDIA_PATH);
+        let tls_client = crate::tls::client_config(None)?;
+        let http_client = crate::tls::http_client(&tls_client)?;
+        let (webhook_tx, webhook_rx) = mpsc::unbounded_channel();
+        let (client_tx, _) = broadcast::channel(64);
+        let tracker = TaskTracker::new();
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            app_url: Mutex::new(cfg.app_url.clone()),
+            cfg,
             base_url,
             rtms_url,
-            ca_cert_path: None,
+            media_url,
+            state: Mutex::new(State::new()),
+            stats: Default::default(),
+            faults: Default::default(),
+            stop_answering: Default::default(),
+            webhook_tx,
+            webhook_log: Mutex::new(VecDeque::new()),
+            client_tx,
+            cancel: CancellationToken::new(),
+            tracker: tracker.clone(),
+            http: http_client,
+        });
+        tracker.spawn(webhooks::run(shared.clone(), webhook_rx));
+        tracker.spawn_blocking(audio::warm);
+        Ok(Self {
+            listener,
+            handle: SimHandle { shared },
+            certs,
         })
     }
 
     pub fn base_url(&self) -> &Url {
-        &self.base_url
+        &self.handle.shared.base_url
     }
 
     pub fn rtms_url(&self) -> &Url {
-        &self.rtms_url
+        &self.handle.shared.rtms_url
     }
 
     pub fn ca_cert_path(&self) -> Option<&Path> {
-        self.ca_cert_path.as_deref()
+        self.certs.as_ref().map(|c| c.path())
+    }
+
+    /// The CA certificate (PEM) when TLS is on.
+    pub fn ca_cert_pem(&self) -> Option<&str> {
+        self.certs.as_ref().map(|c| c.ca_pem.as_str())
     }
 
     pub fn handle(&self) -> SimHandle {
@@ -199,22 +596,53 @@ impl Simulator {
     /// The one JSON line printed by `zcc-rtms simulate` when ready.
     pub fn ready_line(&self) -> String {
         serde_json::json!({
-            "base_url": self.base_url.as_str().trim_end_matches('/'),
-            "rtms_url": self.rtms_url.as_str(),
-            "ca_cert": self.ca_cert_path.as_ref().map(|p| p.display().to_string()),
+            "base_url": self.base_url().as_str().trim_end_matches('/'),
+            "rtms_url": self.rtms_url().as_str(),
+            "ca_cert": self.ca_cert_path().map(|p| p.display().to_string()),
         })
         .to_string()
     }
 
+    /// Serve until `shutdown`; then close every RTMS socket (1001) and wait
+    /// (bounded) for the simulator's tasks.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = axum::Router::new().merge(client::router().with_state(self.handle.clone()));
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
+        let Simulator {
+            listener,
+            handle,
+            certs,
+        } = self;
+        let shared = handle.shared.clone();
+        let listener = net::SimListener::start(
+            listener,
+            certs.as_ref().map(|c| c.server.clone()),
+            shared.cancel.clone(),
+            shared.tracker.clone(),
+        )?;
+        let app = router(handle).into_make_service_with_connect_info::<net::ConnInfo>();
+        let cancel = shared.cancel.clone();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => {},
+                    _ = cancel.cancelled() => {},
+                }
+                cancel.cancel();
+            })
             .await
-            .context("simulator server")
+            .context("simulator server");
+        shared.cancel.cancel();
+        shared.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("simulator tasks did not finish within 5 s");
+        }
+        drop(certs);
+        served
     }
 }
 

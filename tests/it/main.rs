@@ -8,5 +8,11 @@ mod browser_driver;
 mod context;
 mod flow;
 mod http;
+mod sim_conformance;
+mod sim_http;
+mod sim_rtms;
+mod sim_support;
+mod sim_webhooks;
 mod store;
 mod webhooks;
+

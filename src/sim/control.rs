@@ -1,0 +1,183 @@
+//! The simulator's control surface (`/sim/*`, the design's simulator
+//! contract): engagements, RTMS start/stop, users, faults, stats, webhooks.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::faults::FaultRequest;
+use super::{SimError, SimHandle};
+use crate::error::AppError;
+
+pub(crate) fn router() -> Router<SimHandle> {
+    Router::new()
+        .route(
+            "/sim/engagements",
+            post(create_engagement).get(list_engagements),
+        )
+        .route("/sim/engagements/{id}", get(get_engagement))
+        .route("/sim/engagements/{id}/rtms/start", post(start_rtms))
+        .route("/sim/engagements/{id}/rtms/stop", post(stop_rtms))
+        .route("/sim/engagements/{id}/rtms/pause", post(pause_rtms))
+        .route("/sim/engagements/{id}/rtms/resume", post(resume_rtms))
+        .route("/sim/engagements/{id}/end", post(end_engagement))
+        .route("/sim/engagements/{id}/events", post(voice_event))
+        .route("/sim/users", post(create_user).get(list_users))
+        .route("/sim/users/default", get(default_user))
+        .route("/sim/stats", get(stats))
+        .route("/sim/faults", post(apply_faults).get(faults))
+        .route("/sim/webhooks", get(webhook_log))
+        .route("/sim/webhooks/validate", post(validate_webhook))
+}
+
+impl From<SimError> for AppError {
+    fn from(e: SimError) -> Self {
+        match e {
+            SimError::NotFound(m) => AppError::NotFound(m),
+            SimError::BadRequest(m) => AppError::BadRequest(m),
+        }
+    }
+}
+
+/// An optional JSON body: empty means default; malformed is a 400 with a reason.
+fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, AppError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEngagement {
+    user_id: Option<String>,
+}
+
+async fn create_engagement(
+    State(sim): State<SimHandle>,
+    bytes: Bytes,
+) -> Result<Json<Value>, AppError> {
+    let req: NewEngagement = body(&bytes)?;
+    let user = match req.user_id {
+        Some(u) => u,
+        None => sim.default_user().user_id,
+    };
+    let e = sim.shared.create_engagement(&user)?;
+    Ok(Json(
+        json!({"engagement_id": e.engagement_id, "engagement": e}),
+    ))
+}
+
+async fn list_engagements(State(sim): State<SimHandle>) -> Json<Value> {
+    Json(json!({"engagements": sim.engagements()}))
+}
+
+async fn get_engagement(
+    State(sim): State<SimHandle>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let e = sim
+        .shared
+        .engagement(&id)
+        .ok_or_else(|| AppError::NotFound(format!("unknown engagement {id}")))?;
+    Ok(Json(json!(e)))
+}
+
+async fn start_rtms(
+    State(sim): State<SimHandle>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let sid = sim.start_stream(&id)?;
+    Ok(Json(json!({"engagement_id": id, "rtms_stream_id": sid})))
+}
+
+async fn stop_rtms(
+    State(sim): State<SimHandle>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    sim.stop_stream(&id, super::protocol::stop_reason::MANUAL_API_TRIGGERED)?;
+    Ok(Json(json!({"engagement_id": id, "stopped": true})))
+}
+
+async fn pause_rtms(
+    State(sim): State<SimHandle>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    sim.pause_stream(&id, true)?;
+    Ok(Json(json!({"engagement_id": id, "paused": true})))
+}
+
+async fn resume_rtms(
+    State(sim): State<SimHandle>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    sim.pause_stream(&id, false)?;
+    Ok(Json(json!({"engagement_id": id, "paused": false})))
+}
+
+async fn end_engagement(
+    State(sim): State<SimHandle>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    sim.shared.end_engagement(&id)?;
+    Ok(Json(json!({"engagement_id": id, "state": "ended"})))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoiceEvent {
+    event_type: i64,
+}
+
+async fn voice_event(
+    State(sim): State<SimHandle>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, AppError> {
+    let req: VoiceEvent = body(&bytes)?;
+    let sent = sim.send_voice_event(&id, req.event_type)?;
+    Ok(Json(json!({"sent": sent})))
+}
+
+async fn create_user(State(sim): State<SimHandle>) -> Json<Value> {
+    Json(json!(sim.create_user()))
+}
+
+async fn list_users(State(sim): State<SimHandle>) -> Json<Value> {
+    Json(json!({"users": sim.users()}))
+}
+
+async fn default_user(State(sim): State<SimHandle>) -> Json<Value> {
+    Json(json!(sim.default_user()))
+}
+
+async fn stats(State(sim): State<SimHandle>) -> Json<Value> {
+    Json(sim.stats())
+}
+
+async fn apply_faults(State(sim): State<SimHandle>, bytes: Bytes) -> Result<Json<Value>, AppError> {
+    let req: FaultRequest = body(&bytes)?;
+    let applied = sim.apply_faults(req)?;
+    Ok(Json(json!({"applied": applied, "faults": sim.faults()})))
+}
+
+async fn faults(State(sim): State<SimHandle>) -> Json<Value> {
+    Json(json!(sim.faults()))
+}
+
+async fn webhook_log(State(sim): State<SimHandle>) -> Json<Value> {
+    Json(json!({"deliveries": sim.webhook_log()}))
+}
+
+async fn validate_webhook(State(sim): State<SimHandle>) -> Result<Json<Value>, AppError> {
+    let v = sim
+        .validate_webhook_endpoint()
+        .await
+        .map_err(|e| AppError::BadRequest(format!("URL validation could not be sent: {e:#}")))?;
+    Ok(Json(json!(v)))
+}

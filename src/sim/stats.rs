@@ -1,0 +1,152 @@
+//! Counters behind `GET /sim/stats`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    token_requests: Mutex<BTreeMap<String, u64>>,
+    rest_calls: Mutex<BTreeMap<String, u64>>,
+    signaling_handshakes: Mutex<BTreeMap<String, u64>>,
+    media_handshakes: Mutex<BTreeMap<String, u64>>,
+    pub webhooks_sent: AtomicU64,
+    pub webhooks_failed: AtomicU64,
+    pub webhooks_dropped: AtomicU64,
+    pub signaling_open: AtomicI64,
+    pub signaling_total: AtomicU64,
+    pub media_open: AtomicI64,
+    pub media_total: AtomicU64,
+    pub frames_sent: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    pub transcripts_sent: AtomicU64,
+    pub events_sent: AtomicU64,
+    pub keepalives_sent: AtomicU64,
+    pub keepalives_answered: AtomicU64,
+    pub streams_started: AtomicU64,
+    pub streams_active: AtomicI64,
+}
+
+fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    *m.entry(key.to_owned()).or_default() += 1;
+}
+
+fn copy(map: &Mutex<BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    map.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Stats {
+    pub fn token_request(&self, grant: &str) {
+        bump(&self.token_requests, grant);
+    }
+    pub fn rest_call(&self, status: u16) {
+        bump(&self.rest_calls, &status.to_string());
+    }
+    pub fn signaling_handshake(&self, code: i64) {
+        bump(&self.signaling_handshakes, &code.to_string());
+    }
+    pub fn media_handshake(&self, code: i64) {
+        bump(&self.media_handshakes, &code.to_string());
+    }
+
+    pub fn snapshot(&self) -> SimStats {
+        let signaling = copy(&self.signaling_handshakes);
+        let media = copy(&self.media_handshakes);
+        let mut all = signaling.clone();
+        for (k, v) in &media {
+            *all.entry(k.clone()).or_default() += v;
+        }
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let open = |c: &AtomicI64| c.load(Ordering::Relaxed).max(0) as u64;
+        SimStats {
+            token_requests: copy(&self.token_requests),
+            rest_calls: copy(&self.rest_calls),
+            webhooks: WebhookStats {
+                sent: get(&self.webhooks_sent),
+                failed: get(&self.webhooks_failed),
+                dropped: get(&self.webhooks_dropped),
+            },
+            signaling: ConnStats {
+                open: open(&self.signaling_open),
+                total: get(&self.signaling_total),
+            },
+            media: ConnStats {
+                open: open(&self.media_open),
+                total: get(&self.media_total),
+            },
+            handshakes: all,
+            signaling_handshakes: signaling,
+            media_handshakes: media,
+            frames_sent: get(&self.frames_sent),
+            frames_dropped: get(&self.frames_dropped),
+            transcripts_sent: get(&self.transcripts_sent),
+            events_sent: get(&self.events_sent),
+            keepalives: KeepAliveStats {
+                sent: get(&self.keepalives_sent),
+                answered: get(&self.keepalives_answered),
+            },
+            streams: StreamStats {
+                started: get(&self.streams_started),
+                active: open(&self.streams_active),
+            },
+        }
+    }
+}
+
+/// `GET /sim/stats`. Maps are keyed by grant type, HTTP status or RTMS
+/// status code (as strings).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SimStats {
+    pub token_requests: BTreeMap<String, u64>,
+    pub rest_calls: BTreeMap<String, u64>,
+    pub webhooks: WebhookStats,
+    pub signaling: ConnStats,
+    pub media: ConnStats,
+    /// Signaling and media handshakes together, by status code.
+    pub handshakes: BTreeMap<String, u64>,
+    pub signaling_handshakes: BTreeMap<String, u64>,
+    pub media_handshakes: BTreeMap<String, u64>,
+    /// Audio frames (msg 14) sent.
+    pub frames_sent: u64,
+    /// Audio frames not sent because a client did not keep up.
+    pub frames_dropped: u64,
+    pub transcripts_sent: u64,
+    pub events_sent: u64,
+    pub keepalives: KeepAliveStats,
+    pub streams: StreamStats,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WebhookStats {
+    /// Deliveries answered with 2xx.
+    pub sent: u64,
+    /// Attempts that got a non-2xx, a timeout or no connection.
+    pub failed: u64,
+    /// Webhooks given up after the last retry.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConnStats {
+    pub open: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct KeepAliveStats {
+    pub sent: u64,
+    pub answered: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamStats {
+    pub started: u64,
+    pub active: u64,
+}
