@@ -227,7 +227,7 @@ function renderMedia() {
   const streamState = s ? s.state : "idle";
   setState("stream-state", streamState, streamState);
   setText("frames-total", count(s ? s.frames : 0));
-  setText("stream-id", s ? `· stream ${s.rtms_stream_id}` : "");
+  setText("stream-id", s ? `Stream ${s.rtms_stream_id}` : "");
   const seen = new Set();
   const live = s && RUNNING.has(s.state);
   for (const ch of (s && s.channels) || []) {
@@ -264,7 +264,11 @@ function renderChannel(role, ch, live, label) {
   const meter = row.querySelector(".meter");
   meter.dataset.level = level.toFixed(4);
   // CSSOM, not style attributes: allowed by style-src 'self'.
-  row.querySelector(".meter-fill").style.width = `${(meterFraction(level) * 100).toFixed(1)}%`;
+  const fraction = meterFraction(level);
+  const fill = row.querySelector(".meter-fill");
+  fill.style.width = `${(fraction * 100).toFixed(1)}%`;
+  // Stretch the gradient to the whole track, so colour means loudness.
+  fill.style.backgroundSize = fraction > 0 ? `${(100 / fraction).toFixed(1)}% 100%` : "";
   const peakMark = row.querySelector(".meter-peak");
   peakMark.hidden = !(peak > 0);
   peakMark.style.left = `${(meterFraction(peak) * 100).toFixed(1)}%`;

@@ -21,9 +21,22 @@ async fn spawn() -> TestApp {
     .await
 }
 
+/// The browser uses `localhost`, like a developer would: the app's default
+/// OAuth redirect (no PUBLIC_URL) is `http://localhost:{port}`, so the install
+/// cookie is set for that host, and the host page and the framed app must be
+/// same-site for it to be sent from the frame.
+fn local(url: &str) -> String {
+    url.replacen("//127.0.0.1:", "//localhost:", 1)
+}
+
+fn page_url(app: &TestApp, path: &str) -> String {
+    local(&app.url(path))
+}
+
 fn host_url(app: &TestApp, extra: &str) -> String {
-    let target = url::form_urlencoded::byte_serialize(app.url("/").as_bytes()).collect::<String>();
-    format!("{}/sim/client?app={target}{extra}", app.sim_base)
+    let target =
+        url::form_urlencoded::byte_serialize(page_url(app, "/").as_bytes()).collect::<String>();
+    format!("{}/sim/client?app={target}{extra}", local(&app.sim_base))
 }
 
 async fn csp_violations(browser: &Browser) -> String {
@@ -39,7 +52,7 @@ async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() 
     let browser = Browser::start(WIDE.0, WIDE.1).await;
     browser
         .client
-        .goto(&app.url("/"))
+        .goto(&page_url(&app, "/"))
         .await
         .expect("open the page");
     browser
@@ -129,7 +142,7 @@ async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
     let browser = Browser::start(WIDE.0, WIDE.1).await;
     browser
         .client
-        .goto(&app.url("/"))
+        .goto(&page_url(&app, "/"))
         .await
         .expect("open the page");
     browser
@@ -189,10 +202,10 @@ async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
 async fn install_in_browser(app: &TestApp, browser: &Browser) {
     browser
         .client
-        .goto(&app.url("/api/auth/install"))
+        .goto(&page_url(app, "/api/auth/install"))
         .await
         .expect("start the install");
-    let base = app.url("/");
+    let base = page_url(app, "/");
     browser
         .wait_until("the install to come back to the app", || async {
             browser
@@ -366,7 +379,7 @@ async fn outside_zoom_the_wide_live_view_follows_a_stream_started_from_webhooks(
     let browser = Browser::start(WIDE.0, WIDE.1).await;
     browser
         .client
-        .goto(&app.url("/"))
+        .goto(&page_url(&app, "/"))
         .await
         .expect("open the page");
     browser

@@ -200,10 +200,10 @@ impl Browser {
     {
         let deadline = tokio::time::Instant::now() + UI_WAIT;
         while !check().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
+            if tokio::time::Instant::now() >= deadline {
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                panic!("timed out waiting for {what} (page {url:?})");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
