@@ -437,6 +437,30 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn vectors_from_the_simulator_decrypt_and_its_tampered_ones_do_not() {
+        let cfg = crate::sim::SimConfig::generated();
+        let (id, secret) = (cfg.client_id.clone(), cfg.client_secret.expose().to_owned());
+        let sim = crate::sim::Simulator::build(cfg).await.expect("simulator");
+        let handle = sim.handle();
+        let user = handle.default_user().user_id;
+        let now = crate::time::now_ms();
+        for _ in 0..20 {
+            let token = handle.app_context(&user);
+            let ctx = verify(&token, &id, &secret, now).expect("a simulator context");
+            assert_eq!(ctx.user_id(), user);
+            let tampered = crate::sim::client::tamper(&token);
+            assert_eq!(
+                verify(&tampered, &id, &secret, now),
+                Err(ContextError::Decrypt)
+            );
+            assert_eq!(
+                verify(&token, &id, &secret, ctx.expires_at_ms()),
+                Err(ContextError::Expired)
+            );
+        }
+    }
+
     #[test]
     fn reasons_never_echo_the_token_or_secret() {
         let err = verify(DOC_TOKEN, DOC_CLIENT, "other_secret", DOC_NOW).expect_err("key");

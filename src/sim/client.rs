@@ -198,9 +198,8 @@ async fn events(
     // Ends with the simulator, so its graceful shutdown never waits on us.
     let cancel = handle.shared.cancel.clone();
     let first = state_event(&handle);
-    let stream = futures_util::stream::unfold(
-        (handle, rx, Some(first)),
-        move |(handle, mut rx, first)| {
+    let stream =
+        futures_util::stream::unfold((handle, rx, Some(first)), move |(handle, mut rx, first)| {
             let cancel = cancel.clone();
             async move {
                 if let Some(ev) = first {
@@ -218,8 +217,7 @@ async fn events(
                     }
                 }
             }
-        },
-    );
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

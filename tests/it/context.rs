@@ -270,3 +270,54 @@ async fn the_session_keeps_its_account_for_the_same_user_and_drops_it_for_anothe
     assert_eq!(other.account_id, None);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn contexts_made_by_the_simulator_decrypt_and_bind_its_agent() {
+    let app = TestApp::spawn().await;
+    let user = app.sim.default_user();
+    let (id, secret) = (
+        app.sim_cfg.client_id.clone(),
+        app.sim_cfg.client_secret.expose().to_owned(),
+    );
+    // Many vectors: each has a fresh IV.
+    for _ in 0..50 {
+        let token = app.sim.app_context(&user.user_id);
+        let ctx = zcc_rtms::context::verify(&token, &id, &secret, now_ms())
+            .unwrap_or_else(|e| panic!("{token}: {e}"));
+        assert_eq!(ctx.user_id(), user.user_id);
+        assert!(ctx.expires_at_ms() > now_ms());
+    }
+    let resp = get_context(&app, &app.sim.app_context(&user.user_id), None).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["userId"], user.user_id.as_str());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_simulators_tampered_context_is_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.sim.default_user();
+    app.sim
+        .apply_faults(zcc_rtms::sim::FaultRequest {
+            tamper_next_app_context: Some(true),
+            ..Default::default()
+        })
+        .expect("fault applied");
+    let tampered = app.sim.app_context(&user.user_id);
+    let resp = get_context(&app, &tampered, None).await;
+    assert_eq!(resp.status(), 401);
+    assert!(set_cookie(&resp).is_none());
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed authentication"),
+        "{body}"
+    );
+    // One-shot: the next one is fine again.
+    let resp = get_context(&app, &app.sim.app_context(&user.user_id), None).await;
+    assert_eq!(resp.status(), 200);
+    app.shutdown().await;
+}

@@ -15,4 +15,3 @@ mod sim_support;
 mod sim_webhooks;
 mod store;
 mod webhooks;
-
