@@ -609,18 +609,23 @@ impl Shared {
         Ok(stream)
     }
 
-    /// CLIENT_READY_ACK: the oldest media socket not yet ready (or the given
-    /// one, when the ack came on a media socket) may receive media.
+    /// CLIENT_READY_ACK: every media socket handshaken so far (or just the
+    /// given one, when the ack came on a media socket) may receive media.
+    /// The official SDK sends one ack after all its media handshakes.
     pub(crate) fn client_ready(self: &Shared, stream: &Arc<Stream>, media_conn: Option<u64>) {
         let mut inner = stream.lock();
-        let target = inner
+        let mut any = false;
+        for m in inner
             .media
             .iter_mut()
-            .find(|m| !m.ready && media_conn.is_none_or(|id| m.peer.conn_id == id));
-        let Some(target) = target else {
+            .filter(|m| !m.ready && media_conn.is_none_or(|id| m.peer.conn_id == id))
+        {
+            m.ready = true;
+            any = true;
+        }
+        if !any {
             return;
-        };
-        target.ready = true;
+        }
         if matches!(inner.phase, Phase::Waiting | Phase::Interrupted) {
             inner.phase = Phase::Active;
             inner.interrupt_gen += 1;
