@@ -73,6 +73,27 @@ async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() 
     assert_eq!(csp_violations(&browser).await, "0");
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+
+    // The checks can see a violation: a data: image breaks img-src 'self'.
+    browser
+        .client
+        .execute(
+            "const i = document.createElement('img'); \
+             i.src = 'data:image/gif;base64,R0lGODlhAQABAAAAACw='; document.body.append(i);",
+            vec![],
+        )
+        .await
+        .expect("inject an image");
+    browser
+        .wait_until("the violation to be counted", || async {
+            csp_violations(&browser).await == "1"
+        })
+        .await;
+    let errors = browser.console_errors().await;
+    assert!(
+        errors.iter().any(|e| e.contains("Content Security Policy")),
+        "{errors:#?}"
+    );
     browser.close().await;
     app.shutdown().await;
 }
@@ -405,6 +426,27 @@ async fn outside_zoom_the_wide_live_view_follows_a_stream_started_from_webhooks(
     eprintln!("screenshot: {}", shot.display());
     app.sim.stop_rtms(&engagement).await.expect("RTMS stops");
     browser.wait_status("RTMS stopped").await;
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_demo_mode_the_page_says_it_is_a_simulation() {
+    let app = TestApp::spawn_demo().await;
+    let browser = Browser::start(WIDE.0, WIDE.1).await;
+    browser
+        .client
+        .goto(&page_url(&app, "/"))
+        .await
+        .expect("open the page");
+    let banner = browser
+        .wait_text("demo-banner", "the demo banner", |t| !t.is_empty())
+        .await;
+    assert!(banner.contains("Demo mode"), "{banner}");
+    assert!(banner.contains("simulat"), "{banner}");
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
     browser.close().await;
     app.shutdown().await;
 }
