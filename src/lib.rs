@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod context;
 pub mod dedup;
 pub mod demo;
 pub mod dispatch;

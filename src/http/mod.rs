@@ -4,6 +4,7 @@
 
 mod assets;
 pub mod auth;
+mod context;
 mod control;
 mod engagement;
 mod events;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(engagement::router())
+        .merge(context::router())
         .merge(auth::router())
         .merge(control::router())
         .merge(assets::router())

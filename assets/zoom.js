@@ -1,0 +1,93 @@
+// The Zoom Apps SDK: load it, config() it, read the running context, the app
+// context and the engagement, and follow engagement changes. Any failure
+// means "outside Zoom" and the page carries on from webhooks.
+
+export const CAPABILITIES = [
+  "getEngagementContext",
+  "getEngagementStatus",
+  "getAppContext",
+  "onEngagementStatusChange",
+  "onEngagementContextChange",
+];
+
+const LOAD_TIMEOUT_MS = 8000;
+
+function loadScript(url) {
+  if (window.zoomSdk) return Promise.resolve(window.zoomSdk);
+  if (!url) return Promise.reject(new Error("no Apps SDK URL configured"));
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    const timer = setTimeout(() => reject(new Error("the Apps SDK did not load in time")), LOAD_TIMEOUT_MS);
+    script.src = url;
+    script.async = true;
+    script.addEventListener("load", () => {
+      clearTimeout(timer);
+      if (window.zoomSdk) resolve(window.zoomSdk);
+      else reject(new Error("the Apps SDK loaded but defines no zoomSdk"));
+    });
+    script.addEventListener("error", () => {
+      clearTimeout(timer);
+      reject(new Error("the Apps SDK could not be loaded"));
+    });
+    document.head.append(script);
+  });
+}
+
+/** Load and configure the SDK. Resolves `{sdk, config}` or rejects. */
+export async function connect(url) {
+  const sdk = await loadScript(url);
+  // The real SDK may throw synchronously outside Zoom; treat it like a rejection.
+  const config = await Promise.resolve().then(() =>
+    sdk.config({ capabilities: CAPABILITIES, version: "0.16" }),
+  );
+  return { sdk, config };
+}
+
+/** The engagement as the SDK tells it, merged from partial updates. */
+export class EngagementTracker {
+  constructor(onChange) {
+    this.current = null;
+    this.onChange = onChange;
+  }
+
+  merge(partial) {
+    if (!partial || typeof partial !== "object") return;
+    const { timestamp, ...fields } = partial;
+    const switched = fields.engagementId && (!this.current || fields.engagementId !== this.current.engagementId);
+    this.current = switched ? { ...fields } : { ...(this.current || {}), ...fields };
+    this.onChange(this.current, Boolean(switched));
+  }
+}
+
+/** Read the engagement and subscribe to its changes. */
+export async function followEngagement(sdk, tracker) {
+  sdk.onEngagementContextChange((e) => {
+    const ctx = e && (e.engagementContext || e);
+    const before = tracker.current && tracker.current.engagementId;
+    tracker.merge(ctx);
+    // A switch to another engagement: ask for its state.
+    if (ctx && ctx.engagementId && ctx.engagementId !== before) {
+      sdk.getEngagementStatus({ engagementId: ctx.engagementId })
+        .then((r) => tracker.merge(r && r.engagementStatus))
+        .catch(() => {});
+    }
+  });
+  sdk.onEngagementStatusChange((e) => tracker.merge(e && (e.engagementStatus || e)));
+  let engagementId;
+  try {
+    const r = await sdk.getEngagementContext();
+    const ctx = r && r.engagementContext;
+    if (ctx) {
+      engagementId = ctx.engagementId;
+      tracker.merge(ctx);
+    }
+  } catch {
+    // Not in an engagement yet, or not supported by this client.
+  }
+  try {
+    const r = await sdk.getEngagementStatus(engagementId ? { engagementId } : undefined);
+    if (r && r.engagementStatus) tracker.merge(r.engagementStatus);
+  } catch {
+    // Same as above; webhooks still tell us.
+  }
+}

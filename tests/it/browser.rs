@@ -1,0 +1,452 @@
+//! The page in headless Chromium, inside the simulated Zoom client (the app
+//! framed by `/sim/client`, the SDK stand-in from the simulator) and outside
+//! Zoom (a plain tab, engagements from webhooks).
+
+use fantoccini::Locator;
+use serde_json::json;
+
+use crate::browser_driver::{Browser, UI_WAIT};
+use crate::helpers::{Options, TestApp};
+
+/// Side panel of the Zoom client (the host page frames the app at 400 px).
+const PANEL: (u32, u32) = (1100, 900);
+const WIDE: (u32, u32) = (1440, 900);
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(Options {
+        // The browser must trust the simulator's origin for the SDK script.
+        tls: false,
+        ..Options::default()
+    })
+    .await
+}
+
+/// The browser uses `localhost`, like a developer would: the app's default
+/// OAuth redirect (no PUBLIC_URL) is `http://localhost:{port}`, so the install
+/// cookie is set for that host, and the host page and the framed app must be
+/// same-site for it to be sent from the frame.
+fn local(url: &str) -> String {
+    url.replacen("//127.0.0.1:", "//localhost:", 1)
+}
+
+fn page_url(app: &TestApp, path: &str) -> String {
+    local(&app.url(path))
+}
+
+fn host_url(app: &TestApp, extra: &str) -> String {
+    let target =
+        url::form_urlencoded::byte_serialize(page_url(app, "/").as_bytes()).collect::<String>();
+    format!("{}/sim/client?app={target}{extra}", local(&app.sim_base))
+}
+
+async fn csp_violations(browser: &Browser) -> String {
+    browser
+        .attr_css("html", "data-csp-violations")
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() {
+    let app = spawn().await;
+    let browser = Browser::start(WIDE.0, WIDE.1).await;
+    browser
+        .client
+        .goto(&page_url(&app, "/"))
+        .await
+        .expect("open the page");
+    browser
+        .client
+        .wait()
+        .at_most(UI_WAIT)
+        .for_element(Locator::Css("html[data-ready='true']"))
+        .await
+        .expect("the page starts");
+    browser
+        .wait_text("where", "outside-Zoom state", |t| {
+            t.contains("Outside Zoom")
+        })
+        .await;
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+    assert_eq!(csp_violations(&browser).await, "0");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+
+    // The checks can see a violation: a data: image breaks img-src 'self'.
+    browser
+        .client
+        .execute(
+            "const i = document.createElement('img'); \
+             i.src = 'data:image/gif;base64,R0lGODlhAQABAAAAACw='; document.body.append(i);",
+            vec![],
+        )
+        .await
+        .expect("inject an image");
+    browser
+        .wait_until("the violation to be counted", || async {
+            csp_violations(&browser).await == "1"
+        })
+        .await;
+    let errors = browser.console_errors().await;
+    assert!(
+        errors.iter().any(|e| e.contains("Content Security Policy")),
+        "{errors:#?}"
+    );
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_page_loads_inside_the_zoom_client_with_no_console_errors_or_csp_violations() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    browser
+        .client
+        .goto(&host_url(&app, ""))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+    browser
+        .wait_text("where", "in-Zoom state", |t| {
+            t.contains("Zoom Contact Center")
+        })
+        .await;
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+    browser.screenshot("inside-zoom-panel").await;
+    assert_eq!(csp_violations(&browser).await, "0");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tampered_app_context_is_refused_and_the_page_says_so() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    browser
+        .client
+        .goto(&host_url(&app, "&context=tampered"))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+    let text = browser
+        .wait_text("alert-context", "a refusal", |t| t.contains("refused"))
+        .await;
+    assert!(text.contains("failed authentication"), "{text}");
+    // Still in Zoom, still live: only the identity was refused.
+    browser
+        .wait_text("where", "in-Zoom state", |t| {
+            t.contains("Zoom Contact Center")
+        })
+        .await;
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
+    let app = TestApp::spawn_with(Options {
+        tls: false,
+        // The SDK cannot be loaded (404): the page must not care.
+        tweak: |args| {
+            let sim = args.zoom_host.clone().unwrap_or_default();
+            args.apps_sdk_url = Some(format!("{sim}/sim/no-such-sdk.js"));
+        },
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::start(WIDE.0, WIDE.1).await;
+    browser
+        .client
+        .goto(&page_url(&app, "/"))
+        .await
+        .expect("open the page");
+    browser
+        .wait_text("where", "outside-Zoom state", |t| {
+            t.contains("Outside Zoom")
+        })
+        .await;
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+
+    let engagement = "ENG-webhook-1";
+    let started = app
+        .post_webhook(&json!({
+            "event": "contact_center.engagement_started",
+            "event_ts": crate::helpers::now_secs() * 1000,
+            "payload": {"account_id": "acct-1", "object": {"engagement_id": engagement}},
+        }))
+        .await;
+    assert!(started.status().is_success(), "{}", started.status());
+    browser
+        .wait_text("engagement-id", "the webhook engagement", |t| {
+            t == engagement
+        })
+        .await;
+    browser
+        .wait_text("engagement-state", "active", |t| {
+            t.eq_ignore_ascii_case("active")
+        })
+        .await;
+    let source = browser
+        .wait_text("engagement-source", "a source", |t| !t.is_empty())
+        .await;
+    assert!(source.contains("webhooks"), "{source}");
+    browser.screenshot("outside-zoom-wide").await;
+
+    let ended = app
+        .post_webhook(&json!({
+            "event": "contact_center.engagement_ended",
+            "event_ts": crate::helpers::now_secs() * 1000 + 1,
+            "payload": {"account_id": "acct-1", "object": {"engagement_id": engagement}},
+        }))
+        .await;
+    assert!(ended.status().is_success(), "{}", ended.status());
+    browser
+        .wait_text("engagement-state", "ended", |t| {
+            t.eq_ignore_ascii_case("ended")
+        })
+        .await;
+    assert!(browser.disabled("start").await && browser.disabled("stop").await);
+    browser.close().await;
+    app.shutdown().await;
+}
+
+/// Install the app as the simulator's default agent, in this browser: the
+/// OAuth callback signs the browser in (the session then knows the account).
+async fn install_in_browser(app: &TestApp, browser: &Browser) {
+    browser
+        .client
+        .goto(&page_url(app, "/api/auth/install"))
+        .await
+        .expect("start the install");
+    let base = page_url(app, "/");
+    browser
+        .wait_until("the install to come back to the app", || async {
+            browser
+                .client
+                .current_url()
+                .await
+                .is_ok_and(|u| u.as_str().starts_with(&base) && !u.path().starts_with("/api/"))
+        })
+        .await;
+}
+
+/// Sample a meter's level until it has shown `n` different non-zero values.
+async fn meter_moves(browser: &Browser, id: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + UI_WAIT;
+    let mut seen: Vec<String> = Vec::new();
+    while seen.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "#{id} did not move: levels seen {seen:?}"
+        );
+        if let Some(level) = browser.attr(id, "data-level").await
+            && level.parse::<f64>().is_ok_and(|l| l > 0.0)
+            && !seen.contains(&level)
+        {
+            seen.push(level);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn in_zoom_an_agent_starts_rtms_watches_it_live_stops_it_and_the_engagement_ends() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    install_in_browser(&app, &browser).await;
+    browser
+        .client
+        .goto(&host_url(&app, ""))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+    browser
+        .wait_text("auth-state", "authorized", |t| t == "Authorized with Zoom")
+        .await;
+    assert!(browser.disabled("start").await, "no engagement yet");
+
+    let engagement = app.sim.create_engagement().await.expect("an engagement");
+    browser
+        .wait_text("engagement-id", "the engagement", |t| t == engagement)
+        .await;
+    browser
+        .wait_text("engagement-state", "active", |t| {
+            t.eq_ignore_ascii_case("active")
+        })
+        .await;
+    browser
+        .wait_until("Start to be enabled", || async {
+            !browser.disabled("start").await
+        })
+        .await;
+    assert!(browser.disabled("stop").await, "nothing to stop yet");
+
+    browser
+        .client
+        .find(Locator::Id("start"))
+        .await
+        .expect("start button")
+        .click()
+        .await
+        .expect("click Start");
+    browser.wait_status("Starting RTMS connection").await;
+    browser.wait_status("Received 50 audio chunks").await;
+    let caller = meter_moves(&browser, "meter-caller", 3).await;
+    let agent = meter_moves(&browser, "meter-agent", 3).await;
+    eprintln!("caller levels {caller:?}, agent levels {agent:?}");
+    let frames: u64 = browser
+        .wait_text("frames-caller", "caller frames", |t| t != "0")
+        .await
+        .replace(',', "")
+        .parse()
+        .expect("a frame count");
+    assert!(frames > 0);
+    browser
+        .wait_until("Stop to be enabled", || async {
+            !browser.disabled("stop").await
+        })
+        .await;
+    let shot = browser.screenshot("live-view").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    browser
+        .client
+        .find(Locator::Id("stop"))
+        .await
+        .expect("stop button")
+        .click()
+        .await
+        .expect("click Stop");
+    browser.wait_status("RTMS stopped").await;
+
+    app.sim
+        .end_engagement(&engagement)
+        .await
+        .expect("end the engagement");
+    browser
+        .wait_text("engagement-state", "ended", |t| {
+            t.eq_ignore_ascii_case("ended")
+        })
+        .await;
+    assert!(browser.disabled("start").await, "Start is off once ended");
+    assert!(browser.disabled("stop").await, "Stop is off once ended");
+
+    assert_eq!(csp_violations(&browser).await, "0");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unauthorized_account_sees_connect_and_start_stays_disabled() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    browser
+        .client
+        .goto(&host_url(&app, ""))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+    let engagement = app.sim.create_engagement().await.expect("an engagement");
+    browser
+        .wait_text("engagement-state", "active", |t| {
+            t.eq_ignore_ascii_case("active")
+        })
+        .await;
+    browser
+        .wait_text("engagement-id", "the engagement", |t| t == engagement)
+        .await;
+    browser
+        .wait_text("auth-state", "not connected", |t| {
+            t == "Not connected to Zoom"
+        })
+        .await;
+    let connect = browser
+        .client
+        .find(Locator::Id("connect"))
+        .await
+        .expect("connect link");
+    assert!(
+        connect.is_displayed().await.expect("displayed?"),
+        "Connect is shown"
+    );
+    assert_eq!(
+        connect.attr("href").await.expect("href").as_deref(),
+        Some("/api/auth/install")
+    );
+    assert!(browser.disabled("start").await, "Start needs authorization");
+    assert!(browser.disabled("stop").await);
+    let hint = browser
+        .wait_text("controls-hint", "a hint", |t| !t.is_empty())
+        .await;
+    assert!(hint.contains("Connect to Zoom"), "{hint}");
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn outside_zoom_the_wide_live_view_follows_a_stream_started_from_webhooks() {
+    let app = spawn().await;
+    let browser = Browser::start(WIDE.0, WIDE.1).await;
+    browser
+        .client
+        .goto(&page_url(&app, "/"))
+        .await
+        .expect("open the page");
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+    let engagement = app.sim.create_engagement().await.expect("an engagement");
+    browser
+        .wait_text("engagement-id", "the webhook engagement", |t| {
+            t == engagement
+        })
+        .await;
+    // As if the agent's REST call had been made elsewhere.
+    app.sim.start_rtms(&engagement).await.expect("RTMS starts");
+    browser.wait_status("Starting RTMS connection").await;
+    browser.wait_status("Received 50 audio chunks").await;
+    meter_moves(&browser, "meter-caller", 2).await;
+    browser
+        .wait_text("stream-state", "streaming", |t| {
+            t.eq_ignore_ascii_case("streaming")
+        })
+        .await;
+    let shot = browser.screenshot("live-view-wide").await;
+    eprintln!("screenshot: {}", shot.display());
+    app.sim.stop_rtms(&engagement).await.expect("RTMS stops");
+    browser.wait_status("RTMS stopped").await;
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_demo_mode_the_page_says_it_is_a_simulation() {
+    let app = TestApp::spawn_demo().await;
+    let browser = Browser::start(WIDE.0, WIDE.1).await;
+    browser
+        .client
+        .goto(&page_url(&app, "/"))
+        .await
+        .expect("open the page");
+    let banner = browser
+        .wait_text("demo-banner", "the demo banner", |t| !t.is_empty())
+        .await;
+    assert!(banner.contains("Demo mode"), "{banner}");
+    assert!(banner.contains("simulat"), "{banner}");
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+    browser.close().await;
+    app.shutdown().await;
+}
