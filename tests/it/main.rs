@@ -10,6 +10,7 @@ mod browser;
 mod browser_driver;
 mod context;
 mod control;
+mod fixtures;
 mod flow;
 mod http;
 mod resilience;
