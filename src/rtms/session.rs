@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
@@ -37,6 +37,8 @@ const RECONNECT_WINDOW: Duration = Duration::from_secs(60);
 /// An interruption notice is acted on when nothing is heard for this long
 /// (while data flows, it is about a connection we already replaced).
 const INTERRUPT_STALE_AFTER: Duration = Duration::from_secs(1);
+/// Most buffered audio messages handled per wake before other sockets get a turn.
+const DRAIN_BURST: usize = 16;
 /// Largest RTMS message accepted (an audio frame is ~1 KB).
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -327,9 +329,14 @@ impl Session {
     }
 
     async fn connect(&self, url: &str) -> Result<Ws, String> {
+        // Small buffers: a stream has up to three sockets and an instance
+        // thousands of streams; RTMS messages are about 1 KB.
         let mut config = WebSocketConfig::default();
         config.max_message_size = Some(MAX_MESSAGE);
         config.max_frame_size = Some(MAX_MESSAGE);
+        config.read_buffer_size = 16 * 1024;
+        config.write_buffer_size = 0;
+        config.max_write_buffer_size = 1 << 20;
         let connector = Connector::Rustls(self.deps.tls.clone());
         let connecting = tokio_tungstenite::connect_async_tls_with_config(
             url,
@@ -598,10 +605,12 @@ impl Session {
         self.last_heard = Instant::now();
         // Set by an interruption notice that arrived while data was flowing.
         let mut suspect_since: Option<Instant> = None;
+        let cancelled = self.cancel.clone().cancelled_owned();
+        tokio::pin!(cancelled);
         loop {
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return Ended::Cancelled,
+                _ = &mut cancelled => return Ended::Cancelled,
                 ctl = self.control.recv() => match ctl {
                     Some(Control::Restart { server_urls }) => return Ended::Restart(server_urls),
                     // Zoom reports a drop it saw; if our sockets are alive
@@ -622,7 +631,19 @@ impl Session {
                 }
                 m = audio.next() => {
                     self.last_heard = Instant::now();
-                    match self.on_media(audio, m, "audio").await {
+                    let mut outcome = self.on_media(audio, m, "audio").await;
+                    // Frames arrive in bursts (one per channel per interval):
+                    // take what is already buffered before polling every
+                    // branch again.
+                    let mut drained = 0;
+                    while outcome.is_none() && drained < DRAIN_BURST {
+                        match audio.next().now_or_never() {
+                            Some(m) => outcome = self.on_media(audio, m, "audio").await,
+                            None => break,
+                        }
+                        drained += 1;
+                    }
+                    match outcome {
                         None => {}
                         // Media-only loss: signaling is up, so reconnect just
                         // the audio socket (protocol doc §17.3).
