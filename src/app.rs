@@ -102,7 +102,11 @@ impl App {
             },
             cancel.child_token(),
             tracker.clone(),
-        );
+        )
+        .with_leases(store.is_shared().then(|| crate::rtms::manager::Leases {
+            store: store.clone(),
+            owner: format!("instance-{}", crate::config::random_hex(8)),
+        }));
         let (webhooks, webhook_rx) = mpsc::channel(dispatch::QUEUE_DEPTH);
         let state = AppState {
             cookie_key: crate::session::cookie_key(&config.session_secret),
@@ -168,6 +172,7 @@ impl App {
         tracker.spawn(dispatcher.run(webhook_rx, cancel.clone()));
         tracker.spawn(sweep_store(state.store.clone(), cancel.clone()));
 
+        let sim_base = sim.as_ref().map(|s| s.base_url().to_string());
         if let Some(sim) = sim {
             let handle = sim.handle();
             let sim_cancel = cancel.clone();
@@ -195,6 +200,12 @@ impl App {
             .map(|u| u.to_string())
             .unwrap_or_else(|| format!("http://localhost:{}", addr.port()));
         tracing::info!(%addr, url = %public, mode = ?state.config.mode, "listening");
+        if let Some(sim) = &sim_base {
+            tracing::info!(
+                "demo: open {public} for the page, or {sim}sim/client?app={} to see it inside a simulated Zoom client",
+                url::form_urlencoded::byte_serialize(public.as_bytes()).collect::<String>()
+            );
+        }
 
         let router = crate::http::router(state);
         let trigger = cancel.clone();
@@ -269,6 +280,11 @@ async fn start_demo_simulator(config: &mut Config) -> anyhow::Result<Simulator> 
     config.zoom.host = sim.base_url().clone();
     config.zoom.api_url = sim.base_url().join("v2")?;
     config.zoom.ca_cert = sim.ca_cert_path().map(Into::into);
+    // The page loads the simulator's stand-in for the Zoom Apps SDK (the real
+    // one only works inside Zoom), unless a URL was chosen explicitly.
+    if config.apps_sdk_url.as_str() == crate::config::DEFAULT_APPS_SDK_URL {
+        config.apps_sdk_url = sim.base_url().join("sim/appssdk.js")?;
+    }
     Ok(sim)
 }
 

@@ -4,6 +4,11 @@
 //! the app's) and tracked so shutdown waits for sockets to close. A repeated
 //! `voice_rtms_started` for a running stream restarts its connection (Zoom's
 //! server failover); the number of concurrent streams is capped.
+//!
+//! With a shared store (Redis) every stream is leased: exactly one instance
+//! consumes it, renews the lease while it does, and releases it at the end;
+//! when the owner dies its lease lapses and the next `started` webhook,
+//! wherever it lands, takes the stream over.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +19,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use std::time::Duration;
+
 use super::session::{Control, Outcome, Session};
 use crate::config::RtmsConfig;
 use crate::secret::Secret;
 use crate::status::{Level, StatusBus};
+use crate::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSpec {
@@ -60,6 +68,28 @@ impl EngineCounters {
     }
 }
 
+/// How long a stream lease lives without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// Stream ownership across instances.
+#[derive(Clone)]
+pub struct Leases {
+    pub store: Store,
+    /// This instance's id.
+    pub owner: String,
+}
+
+/// The outcome of leasing a stream.
+enum Claim {
+    /// Single instance: no leases.
+    Unleased,
+    /// Ours, renewed until the token is cancelled.
+    Held(Leases, CancellationToken),
+    /// Another instance consumes it.
+    Elsewhere,
+}
+
 struct Entry {
     engagement_id: String,
     server_urls: String,
@@ -79,6 +109,7 @@ struct Inner {
     tracker: TaskTracker,
     streams: Mutex<HashMap<String, Entry>>,
     generation: AtomicU64,
+    leases: Option<Leases>,
 }
 
 /// What `start` did.
@@ -98,8 +129,17 @@ impl RtmsManager {
                 tracker,
                 streams: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
+                leases: None,
             }),
         }
+    }
+
+    /// Lease streams through a shared store (multi-instance mode).
+    pub fn with_leases(mut self, leases: Option<Leases>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.leases = leases;
+        }
+        self
     }
 
     fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -149,11 +189,23 @@ impl RtmsManager {
 
         let span = tracing::info_span!("rtms", engagement_id = %spec.engagement_id, rtms_stream_id = %spec.rtms_stream_id);
         let stream_id = spec.rtms_stream_id.clone();
-        let session = Session::new(spec, self.inner.deps.clone(), cancel, control_rx);
+        let engagement_id = spec.engagement_id.clone();
+        let session = Session::new(spec, self.inner.deps.clone(), cancel.clone(), control_rx);
         let manager = self.clone();
         self.inner.tracker.spawn(
             async move {
+                let claim = manager.claim(&stream_id, &engagement_id, &cancel).await;
+                if let Claim::Elsewhere = claim {
+                    manager.finished(&stream_id, generation);
+                    return Outcome::Stopped;
+                }
                 let outcome: Outcome = session.run().await;
+                if let Claim::Held(leases, renewer) = claim {
+                    renewer.cancel();
+                    if let Err(e) = leases.store.release_stream(&stream_id, &leases.owner).await {
+                        tracing::warn!(error = %e, "releasing the stream lease");
+                    }
+                }
                 if matches!(outcome, Outcome::Failed(_)) {
                     manager
                         .inner
@@ -168,6 +220,73 @@ impl RtmsManager {
             .instrument(span),
         );
         Started::New
+    }
+
+    /// Take the stream's lease (when leasing) and keep renewing it; losing it
+    /// cancels the session. `None`: another instance consumes the stream.
+    async fn claim(
+        &self,
+        stream_id: &str,
+        engagement_id: &str,
+        session: &CancellationToken,
+    ) -> Claim {
+        let Some(leases) = self.inner.leases.clone() else {
+            return Claim::Unleased;
+        };
+        match leases
+            .store
+            .claim_stream(stream_id, &leases.owner, LEASE_TTL)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("stream is consumed by another instance");
+                self.inner.deps.bus.status(
+                    Some(engagement_id),
+                    Level::Info,
+                    "RTMS stream is consumed by another instance",
+                );
+                return Claim::Elsewhere;
+            }
+            // Availability first: without the store we still consume, and
+            // say so.
+            Err(e) => tracing::warn!(error = %e, "cannot lease the stream; consuming it anyway"),
+        }
+        let renewer = session.child_token();
+        let (stop, store, owner, id) = (
+            renewer.clone(),
+            leases.store.clone(),
+            leases.owner.clone(),
+            stream_id.to_owned(),
+        );
+        let (bus, engagement, session) = (
+            self.inner.deps.bus.clone(),
+            engagement_id.to_owned(),
+            session.clone(),
+        );
+        self.inner.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+                }
+                match store.renew_stream(&id, &owner, LEASE_TTL).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(rtms_stream_id = %id, "stream lease lost; stopping");
+                        bus.status(
+                            Some(&engagement),
+                            Level::Warning,
+                            "RTMS stream taken over by another instance",
+                        );
+                        session.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(rtms_stream_id = %id, error = %e, "renewing the stream lease"),
+                }
+            }
+        });
+        Claim::Held(leases, renewer)
     }
 
     fn finished(&self, stream_id: &str, generation: u64) {

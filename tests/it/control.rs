@@ -305,7 +305,7 @@ async fn zoom_errors_become_clear_answers() {
 }
 
 /// A second app instance on the same simulator and Redis as `rig`.
-async fn second_instance(
+pub(crate) async fn second_instance(
     rig: &Rig,
 ) -> (
     String,

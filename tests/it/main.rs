@@ -13,6 +13,7 @@ mod control;
 mod fixtures;
 mod flow;
 mod http;
+mod ownership;
 mod resilience;
 mod sim_conformance;
 mod sim_fixtures;

@@ -1,0 +1,111 @@
+//! Several instances on one Redis: a stream is consumed by exactly one, and
+//! another takes it over once the owner is gone.
+
+use serde_json::json;
+
+use crate::auth_harness::Rig;
+use crate::control::second_instance;
+use crate::flow::stat;
+use crate::helpers::{eventually, now_secs, sign};
+use crate::store::Kind;
+
+/// POST a signed `voice_rtms_started` (as Zoom's fail-over re-send) to `base`.
+async fn post_started(rig: &Rig, base: &str, engagement: &str, stream: &str, ts_ms: i64) {
+    let app = &rig.app;
+    let body = serde_json::to_vec(&json!({
+        "event": "contact_center.voice_rtms_started",
+        "event_ts": ts_ms,
+        "payload": {
+            "engagement_id": engagement,
+            "rtms_stream_id": stream,
+            "server_urls": app.sim.rtms_url().as_str(),
+        }
+    }))
+    .expect("json");
+    let ts = now_secs().to_string();
+    let resp = app
+        .client
+        .post(format!("{base}/api/webhooks/zoom"))
+        .header("x-zm-request-timestamp", &ts)
+        .header(
+            "x-zm-signature",
+            sign(app.sim_cfg.secret_token.expose(), &ts, &body),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+}
+
+async fn streams_active(rig: &Rig, base: &str) -> u64 {
+    let v: serde_json::Value = rig
+        .app
+        .client
+        .get(format!("{base}/api/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    v["streams_active"].as_u64().expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_is_consumed_by_one_instance_and_taken_over_when_it_stops() {
+    let rig = Rig::spawn(Kind::Redis).await;
+    let (other, stop_other, other_task) = second_instance(&rig).await;
+    let app = &rig.app;
+    let id = app.sim.create_engagement().await.expect("engagement");
+    let mut feed = app.events(Some(&id)).await;
+    let stream = app.sim.start_rtms(&id).await.expect("start");
+    feed.wait_for_status("Received 50 audio chunks").await;
+    assert_eq!(stat(app, "/signaling/total"), 1);
+
+    // The same stream announced to the other instance: it must not connect.
+    post_started(&rig, &other, &id, &stream, now_secs() * 1000 + 1).await;
+    let lines = eventually("the other instance declines", || async {
+        let v: serde_json::Value = app
+            .client
+            .get(format!("{other}/api/webhooks/events?engagement_id={id}"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let msgs: Vec<String> = v["events"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .collect();
+        msgs.contains(&"RTMS stream is consumed by another instance".to_owned())
+            .then_some(msgs)
+    })
+    .await;
+    assert!(
+        !lines.contains(&"Starting RTMS connection".to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(streams_active(&rig, &other).await, 0);
+    assert_eq!(stat(app, "/signaling/total"), 1, "{}", app.sim.stats());
+
+    // The owner stops (releasing its lease); the next announcement is taken.
+    let mut rig = rig;
+    rig.app.stop_app().await;
+    post_started(&rig, &other, &id, &stream, now_secs() * 1000 + 2).await;
+    eventually("the other instance consumes the stream", || async {
+        (streams_active(&rig, &other).await == 1 && stat(&rig.app, "/signaling/open") == 1)
+            .then_some(())
+    })
+    .await;
+    assert!(stat(&rig.app, "/signaling/total") >= 2);
+    let _ = stop_other.send(());
+    other_task
+        .await
+        .expect("join")
+        .expect("second instance ran");
+    rig.app.shutdown().await;
+}
