@@ -10,6 +10,7 @@ use crate::app::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/api/stats", get(stats))
 }
 
@@ -19,6 +20,20 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "mode": if state.config.is_demo() { "demo" } else { "zoom" },
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// Readiness: the store answers.
+async fn ready(State(state): State<AppState>) -> Result<Json<Value>, crate::error::AppError> {
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| crate::error::AppError::Unavailable(format!("store: {e}")))?;
+    Ok(Json(json!({
+        "status": "ready",
+        "store": state.store.backend_name(),
+        "streams_active": state.rtms.active_streams(),
+    })))
 }
 
 /// Engine counters: streams running, frames and transcripts received.

@@ -67,6 +67,9 @@ async fn health_reports_mode_and_unknown_routes_get_json_404() {
     let health = app.get_json("/health").await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["mode"], "zoom");
+    let ready = app.get_json("/ready").await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["store"], "embedded");
     let missing = app.get("/api/nope").await;
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.expect("json");
