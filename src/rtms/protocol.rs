@@ -65,6 +65,7 @@ pub mod status {
 /// Name of an RTMS_STATUS_CODE, for messages a person reads.
 pub fn status_name(code: i64) -> &'static str {
     match code {
+        -1 => "NOT_SUPPORTED_BY_CLIENT",
         0 => "OK",
         1 => "INVALID_MESSAGE_TYPE",
         2 => "INVALID_RTMS_STREAM_ID",

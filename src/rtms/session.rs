@@ -268,7 +268,14 @@ impl Session {
                         }
                         continue;
                     }
-                    break Outcome::Failed(format!("RTMS handshake refused: {name} ({code})"));
+                    let detail = if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reason}")
+                    };
+                    break Outcome::Failed(format!(
+                        "RTMS handshake refused: {name} ({code}){detail}"
+                    ));
                 }
                 Ended::Lost(why) => {
                     let since = *lost_since.get_or_insert_with(Instant::now);
@@ -436,7 +443,7 @@ impl Session {
                 if payload_encrypted {
                     return Err(Ended::Refused {
                         code: -1,
-                        reason: "payload encryption is not supported".into(),
+                        reason: "Zoom asked for payload encryption, which is not supported".into(),
                     });
                 }
                 if let Some(a) = audio
