@@ -171,6 +171,16 @@ impl App {
         };
         tracker.spawn(dispatcher.run(webhook_rx, cancel.clone()));
         tracker.spawn(sweep_store(state.store.clone(), cancel.clone()));
+        if let Some(url) = &state.config.redis_url {
+            crate::fanout::spawn(
+                url.expose(),
+                format!("{}bus", state.config.store_prefix),
+                state.bus.clone(),
+                cancel.clone(),
+                &tracker,
+            )
+            .context("starting the status fan-out")?;
+        }
 
         let sim_base = sim.as_ref().map(|s| s.base_url().to_string());
         if let Some(sim) = sim {

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod engagements;
 pub mod error;
+pub mod fanout;
 pub mod http;
 pub mod rtms;
 pub mod secret;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::time::{now_ms, rfc3339_ms};
@@ -18,7 +18,7 @@ use crate::time::{now_ms, rfc3339_ms};
 pub const RECENT_STATUS: usize = 200;
 const CHANNEL_CAPACITY: usize = 4096;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Info,
@@ -28,7 +28,7 @@ pub enum Level {
 }
 
 /// One line of the terminal-style status list (the seed's shape).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusEvent {
     pub id: u64,
     pub timestamp: String,
@@ -38,7 +38,7 @@ pub struct StatusEvent {
     pub engagement_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EngagementView {
     pub engagement_id: String,
     /// `active` or `ended`.
@@ -48,7 +48,7 @@ pub struct EngagementView {
     pub account_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct ChannelView {
     pub channel_id: String,
     /// `caller`, `agent` or empty when not known yet.
@@ -60,7 +60,7 @@ pub struct ChannelView {
     pub peak: f32,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StreamView {
     pub engagement_id: String,
     pub rtms_stream_id: String,
@@ -72,7 +72,7 @@ pub struct StreamView {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TranscriptLine {
     pub engagement_id: String,
     pub rtms_stream_id: String,
@@ -83,7 +83,7 @@ pub struct TranscriptLine {
 }
 
 /// What travels on the bus. The SSE event name is the `kind`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BusEvent {
     Status(StatusEvent),
@@ -125,6 +125,8 @@ pub struct Snapshot {
 pub const RECENT_PER_ENGAGEMENT: usize = 100;
 /// How many engagements keep their own history.
 const MAX_HISTORIES: usize = 2000;
+/// How many engagements the snapshot remembers.
+const MAX_ENGAGEMENTS: usize = 1000;
 
 #[derive(Default)]
 struct State {
@@ -146,6 +148,8 @@ pub struct StatusBus {
 
 struct Inner {
     tx: broadcast::Sender<Arc<BusEvent>>,
+    /// Only the events that originate here (what fan-out forwards).
+    local_tx: broadcast::Sender<Arc<BusEvent>>,
     state: Mutex<State>,
     next_id: AtomicU64,
 }
@@ -159,9 +163,11 @@ impl Default for StatusBus {
 impl StatusBus {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+        let (local_tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         Self {
             inner: Arc::new(Inner {
                 tx,
+                local_tx,
                 state: Mutex::new(State::default()),
                 next_id: AtomicU64::new(1),
             }),
@@ -176,71 +182,106 @@ impl StatusBus {
 
     /// Publish a status line.
     pub fn status(&self, engagement_id: Option<&str>, level: Level, message: impl Into<String>) {
-        let event = StatusEvent {
-            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
-            timestamp: rfc3339_ms(now_ms()),
-            message: message.into(),
-            level,
-            engagement_id: engagement_id.map(str::to_owned),
-        };
-        let mut state = self.state();
-        state.recent.push_front(event.clone());
-        state.recent.truncate(RECENT_STATUS);
-        if let Some(id) = &event.engagement_id {
-            let history = state.by_engagement.entry(id.clone()).or_default();
-            history.push_front(event.clone());
-            history.truncate(RECENT_PER_ENGAGEMENT);
-            if state.by_engagement.len() > MAX_HISTORIES {
-                Self::prune_histories(&mut state);
-            }
-        }
-        // Sending under the lock keeps snapshot + stream gap-free for subscribers.
-        let _ = self.inner.tx.send(Arc::new(BusEvent::Status(event)));
+        self.record(
+            BusEvent::Status(StatusEvent {
+                id: 0,
+                timestamp: rfc3339_ms(now_ms()),
+                message: message.into(),
+                level,
+                engagement_id: engagement_id.map(str::to_owned),
+            }),
+            true,
+        );
     }
 
     pub fn engagement(&self, view: EngagementView) {
-        let mut state = self.state();
-        state
-            .engagements
-            .insert(view.engagement_id.clone(), view.clone());
-        // Keep the map bounded: drop the oldest ended engagements.
-        if state.engagements.len() > 1000 {
-            let mut ended: Vec<(String, String)> = state
-                .engagements
-                .values()
-                .filter(|e| e.state != "active")
-                .map(|e| {
-                    (
-                        e.ended_at.clone().unwrap_or_default(),
-                        e.engagement_id.clone(),
-                    )
-                })
-                .collect();
-            ended.sort();
-            for (_, id) in ended.into_iter().take(100) {
-                state.engagements.remove(&id);
-            }
-        }
-        let _ = self.inner.tx.send(Arc::new(BusEvent::Engagement(view)));
+        self.record(BusEvent::Engagement(view), true);
     }
 
     pub fn stream(&self, view: StreamView) {
-        let mut state = self.state();
-        if view.state == "stopped" || view.state == "failed" {
-            state.streams.remove(&view.rtms_stream_id);
-        } else {
-            state
-                .streams
-                .insert(view.rtms_stream_id.clone(), view.clone());
-        }
-        let _ = self.inner.tx.send(Arc::new(BusEvent::Stream(view)));
+        self.record(BusEvent::Stream(view), true);
     }
 
     pub fn transcript(&self, line: TranscriptLine) {
+        self.record(BusEvent::Transcript(line), true);
+    }
+
+    /// An event from another instance (Redis fan-out): shown here, not sent
+    /// back out.
+    pub fn apply_remote(&self, event: BusEvent) {
+        self.record(event, false);
+    }
+
+    /// Events that originate on this instance, for fan-out.
+    pub fn subscribe_local(&self) -> broadcast::Receiver<Arc<BusEvent>> {
+        self.inner.local_tx.subscribe()
+    }
+
+    /// Remember the event in the snapshot state and send it to subscribers.
+    fn record(&self, mut event: BusEvent, local: bool) {
         let mut state = self.state();
-        state.transcripts.push_front(line.clone());
-        state.transcripts.truncate(RECENT_STATUS);
-        let _ = self.inner.tx.send(Arc::new(BusEvent::Transcript(line)));
+        match &mut event {
+            BusEvent::Status(line) => {
+                // Ids order lines on this instance (remote ones are re-stamped).
+                line.id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                state.recent.push_front(line.clone());
+                state.recent.truncate(RECENT_STATUS);
+                if let Some(id) = &line.engagement_id {
+                    let history = state.by_engagement.entry(id.clone()).or_default();
+                    history.push_front(line.clone());
+                    history.truncate(RECENT_PER_ENGAGEMENT);
+                    if state.by_engagement.len() > MAX_HISTORIES {
+                        Self::prune_histories(&mut state);
+                    }
+                }
+            }
+            BusEvent::Engagement(view) => {
+                state
+                    .engagements
+                    .insert(view.engagement_id.clone(), view.clone());
+                if state.engagements.len() > MAX_ENGAGEMENTS {
+                    Self::prune_engagements(&mut state);
+                }
+            }
+            BusEvent::Stream(view) => {
+                if view.state == "stopped" || view.state == "failed" {
+                    state.streams.remove(&view.rtms_stream_id);
+                } else {
+                    state
+                        .streams
+                        .insert(view.rtms_stream_id.clone(), view.clone());
+                }
+            }
+            BusEvent::Transcript(line) => {
+                state.transcripts.push_front(line.clone());
+                state.transcripts.truncate(RECENT_STATUS);
+            }
+        }
+        let event = Arc::new(event);
+        // Sending under the lock keeps snapshot + stream gap-free for subscribers.
+        if local {
+            let _ = self.inner.local_tx.send(event.clone());
+        }
+        let _ = self.inner.tx.send(event);
+    }
+
+    /// Keep the engagement map bounded: drop the oldest ended engagements.
+    fn prune_engagements(state: &mut State) {
+        let mut ended: Vec<(String, String)> = state
+            .engagements
+            .values()
+            .filter(|e| e.state != "active")
+            .map(|e| {
+                (
+                    e.ended_at.clone().unwrap_or_default(),
+                    e.engagement_id.clone(),
+                )
+            })
+            .collect();
+        ended.sort();
+        for (_, id) in ended.into_iter().take(MAX_ENGAGEMENTS / 10) {
+            state.engagements.remove(&id);
+        }
     }
 
     /// Drop the histories that were quiet the longest.
@@ -379,6 +420,32 @@ mod tests {
         assert_eq!(bus.status_lines(Some("quiet")).len(), 1);
         assert_eq!(bus.status_lines(Some("busy")).len(), RECENT_PER_ENGAGEMENT);
         assert_eq!(bus.status_lines(None).len(), RECENT_STATUS);
+    }
+
+    #[tokio::test]
+    async fn remote_events_are_shown_but_not_forwarded_again() {
+        let bus = StatusBus::new();
+        let mut local = bus.subscribe_local();
+        let (_, mut all) = bus.subscribe(None);
+        bus.status(Some("e"), Level::Info, "here");
+        bus.apply_remote(BusEvent::Status(StatusEvent {
+            id: 999_999,
+            timestamp: rfc3339_ms(0),
+            message: "there".into(),
+            level: Level::Success,
+            engagement_id: Some("e".into()),
+        }));
+        let first = all.recv().await.expect("local event");
+        let second = all.recv().await.expect("remote event");
+        assert!(matches!(&*first, BusEvent::Status(s) if s.message == "here"));
+        assert!(matches!(&*second, BusEvent::Status(s) if s.message == "there" && s.id < 999_999));
+        let forwarded = local.recv().await.expect("local only");
+        assert!(matches!(&*forwarded, BusEvent::Status(s) if s.message == "here"));
+        assert!(
+            local.try_recv().is_err(),
+            "the remote event is not forwarded"
+        );
+        assert_eq!(bus.status_lines(Some("e")).len(), 2);
     }
 
     #[test]

@@ -213,16 +213,7 @@ impl TestApp {
             Some(id) => format!("/api/events?engagement_id={id}"),
             None => "/api/events".to_owned(),
         };
-        let resp = reqwest::Client::new()
-            .get(self.url(&path))
-            .send()
-            .await
-            .expect("SSE");
-        assert_eq!(resp.status(), 200);
-        Sse {
-            stream: Box::pin(resp.bytes_stream()),
-            buf: String::new(),
-        }
+        Sse::open(&self.url(&path)).await
     }
 
     /// Stop the app (and the simulator) and wait for both to finish.
@@ -267,6 +258,15 @@ pub struct SseEvent {
 }
 
 impl Sse {
+    pub async fn open(url: &str) -> Sse {
+        let resp = reqwest::Client::new().get(url).send().await.expect("SSE");
+        assert_eq!(resp.status(), 200);
+        Sse {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
     /// The next event, or None when the stream ends or `WAIT` passes.
     pub async fn next(&mut self) -> Option<SseEvent> {
         self.next_within(WAIT).await

@@ -85,10 +85,13 @@ async fn a_stream_is_consumed_by_one_instance_and_taken_over_when_it_stops() {
             .then_some(msgs)
     })
     .await;
-    assert!(
-        !lines.contains(&"Starting RTMS connection".to_owned()),
-        "{lines:?}"
-    );
+    // One start in the whole cluster (the other instance shows the first's,
+    // fanned out through Redis).
+    let starts = lines
+        .iter()
+        .filter(|m| *m == "Starting RTMS connection")
+        .count();
+    assert_eq!(starts, 1, "{lines:?}");
     assert_eq!(streams_active(&rig, &other).await, 0);
     assert_eq!(stat(app, "/signaling/total"), 1, "{}", app.sim.stats());
 
@@ -102,6 +105,75 @@ async fn a_stream_is_consumed_by_one_instance_and_taken_over_when_it_stops() {
     })
     .await;
     assert!(stat(&rig.app, "/signaling/total") >= 2);
+    let _ = stop_other.send(());
+    other_task
+        .await
+        .expect("join")
+        .expect("second instance ran");
+    rig.app.shutdown().await;
+}
+
+async fn status_lines(rig: &Rig, base: &str, query: &str) -> Vec<String> {
+    let v: serde_json::Value = rig
+        .app
+        .client
+        .get(format!("{base}/api/webhooks/events{query}"))
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    v["events"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_on_another_instance_sees_the_stream_live() {
+    let rig = Rig::spawn(Kind::Redis).await;
+    let (other, stop_other, other_task) = second_instance(&rig).await;
+    let app = &rig.app;
+    // Wait until the other instance hears this one (its subscription is up).
+    let mut n = 0;
+    eventually("fan-out connected", || {
+        n += 1;
+        app.state
+            .bus
+            .status(None, zcc_rtms::status::Level::Info, format!("probe {n}"));
+        async {
+            status_lines(&rig, &other, "")
+                .await
+                .iter()
+                .any(|m| m.starts_with("probe"))
+                .then_some(())
+        }
+    })
+    .await;
+
+    let id = app.sim.create_engagement().await.expect("engagement");
+    let mut feed =
+        crate::helpers::Sse::open(&format!("{other}/api/events?engagement_id={id}")).await;
+    app.sim.start_rtms(&id).await.expect("start");
+    feed.wait_for_status("Starting RTMS connection").await;
+    feed.wait_for_status("Received 50 audio chunks").await;
+    let view = feed
+        .wait_for("a stream view with both channels", |ev| {
+            ev.event == "stream" && ev.data["channels"].as_array().is_some_and(|c| c.len() == 2)
+        })
+        .await;
+    assert_eq!(view.data["engagement_id"], id.as_str());
+    // Consumed by the first instance only.
+    assert_eq!(streams_active(&rig, &other).await, 0);
+    assert_eq!(app.state.rtms.active_streams(), 1);
+    let lines = status_lines(&rig, &other, &format!("?engagement_id={id}")).await;
+    assert!(
+        lines.contains(&"Received 50 audio chunks".to_owned()),
+        "{lines:?}"
+    );
     let _ = stop_other.send(());
     other_task
         .await
