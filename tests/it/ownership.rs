@@ -85,13 +85,13 @@ async fn a_stream_is_consumed_by_one_instance_and_taken_over_when_it_stops() {
             .then_some(msgs)
     })
     .await;
-    // One start in the whole cluster (the other instance shows the first's,
-    // fanned out through Redis).
+    // No start of its own (it may show the first instance's, fanned out
+    // through Redis, once its subscription is up).
     let starts = lines
         .iter()
         .filter(|m| *m == "Starting RTMS connection")
         .count();
-    assert_eq!(starts, 1, "{lines:?}");
+    assert!(starts <= 1, "{lines:?}");
     assert_eq!(streams_active(&rig, &other).await, 0);
     assert_eq!(stat(app, "/signaling/total"), 1, "{}", app.sim.stats());
 
