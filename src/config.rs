@@ -48,7 +48,7 @@ pub enum Command {
 }
 
 /// Zoom app credentials, shared by the app and the simulator.
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Clone, Args, Default)]
 pub struct CredentialArgs {
     /// OAuth client id of the Zoom app.
     #[arg(long, env = "ZOOM_APP_CLIENT_ID")]
@@ -61,7 +61,7 @@ pub struct CredentialArgs {
     pub secret_token: Option<String>,
 }
 
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Clone, Args, Default)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub credentials: CredentialArgs,
@@ -137,6 +137,41 @@ pub struct SimulateArgs {
     /// Keep-alive period of the RTMS sockets, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub keepalive_ms: u64,
+}
+
+/// `Some("***")` for a set secret, so `Debug` output shows presence only.
+fn redacted(v: &Option<String>) -> Option<&'static str> {
+    v.as_ref().map(|_| "***")
+}
+
+impl std::fmt::Debug for CredentialArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialArgs")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("secret_token", &redacted(&self.secret_token))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("credentials", &self.credentials)
+            .field("port", &self.port)
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url)
+            .field("zoom_host", &self.zoom_host)
+            .field("zoom_api_url", &self.zoom_api_url)
+            .field("redis_url", &redacted(&self.redis_url))
+            .field("session_secret", &redacted(&self.session_secret))
+            .field(
+                "token_encryption_key",
+                &redacted(&self.token_encryption_key),
+            )
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
