@@ -60,13 +60,20 @@ async fn bind(
             AppError::Unauthorized(e.to_string())
         },
     )?;
-    // A ZCC context names no account. Keep the one this browser's session
-    // already knows for the same user (set by the install callback); a
-    // different user starts over. TODO(store): resolve it from the stored
-    // install for the user once the token store can look that up.
-    let account_id = session::read(&jar)
+    // A ZCC context names no account: take the one this user installed the
+    // app in (the install is often done in another browser than Zoom's
+    // webview), else the one this browser's session knows for the same user.
+    let known = session::read(&jar)
         .filter(|s| s.user_id == ctx.user_id())
         .and_then(|s| s.account_id);
+    let account_id = match state.store.account_of_user(ctx.user_id()).await {
+        Ok(Some(account)) => Some(account),
+        Ok(None) => known,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking up the user's account");
+            known
+        }
+    };
     let data = SessionData {
         user_id: ctx.user_id().to_owned(),
         account_id,

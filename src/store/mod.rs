@@ -227,13 +227,25 @@ impl Store {
         self.key("account", &self.sealer.key_id(&[account_id]))
     }
 
-    /// Store a user's tokens (durable when this returns) and make that user
-    /// the account's current installer.
+    fn user_key(&self, user_id: &str) -> String {
+        self.key("user", &self.sealer.key_id(&[user_id]))
+    }
+
+    /// Store a user's tokens (durable when this returns), make that user the
+    /// account's current installer, and remember the user's account.
     pub async fn save_tokens(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let key = self.token_key(&record.account_id, &record.user_id);
         self.put_sealed(key, record, None).await?;
         self.put_sealed(self.account_key(&record.account_id), &record.user_id, None)
+            .await?;
+        self.put_sealed(self.user_key(&record.user_id), &record.account_id, None)
             .await
+    }
+
+    /// The account a user installed the app in (a Zoom app context names
+    /// the user only).
+    pub async fn account_of_user(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        self.get_sealed(self.user_key(user_id)).await
     }
 
     /// Store tokens for an existing user without changing the account's

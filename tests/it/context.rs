@@ -321,3 +321,23 @@ async fn the_simulators_tampered_context_is_refused() {
     assert_eq!(resp.status(), 200);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_context_in_a_browser_that_never_installed_finds_the_users_account() {
+    let app = TestApp::spawn().await;
+    // The agent installed the app elsewhere (the system browser).
+    let _elsewhere = crate::auth_harness::install(&app, None).await;
+    let user = app.sim.default_user();
+    // Zoom's webview: no cookie, only the app context.
+    let resp = get_context(&app, &token_for(&app, &user.user_id), None).await;
+    assert_eq!(resp.status(), 200);
+    let cookie = set_cookie(&resp).expect("session cookie");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["accountId"], user.account_id.as_str());
+    let pair = cookie.split(';').next().expect("pair").to_owned();
+    let engagement = app.sim.create_engagement().await.expect("engagement");
+    let (status, answer) =
+        crate::auth_harness::control(&app, Some(&pair), &engagement, "start").await;
+    assert_eq!(status, 200, "{answer}");
+    app.shutdown().await;
+}
