@@ -116,6 +116,9 @@ pub struct ServeArgs {
     /// Milliseconds without any message from Zoom before an RTMS connection counts as lost.
     #[arg(long, env = "RTMS_IDLE_TIMEOUT_MS")]
     pub rtms_idle_timeout_ms: Option<String>,
+    /// Milliseconds a stream lease lives between renewals (with Redis).
+    #[arg(long, env = "RTMS_LEASE_TTL_MS")]
+    pub rtms_lease_ttl_ms: Option<String>,
     /// In demo mode: do not drive engagements automatically.
     #[arg(long, env = "DEMO_MANUAL")]
     pub demo_manual: Option<String>,
@@ -241,6 +244,8 @@ pub struct RtmsConfig {
     /// With nothing heard from Zoom for this long (no media, no keep-alive),
     /// the connection is treated as lost (Zoom's documented 65 s).
     pub idle_timeout: Duration,
+    /// Lifetime of a stream lease between renewals (several instances).
+    pub lease_ttl: Duration,
 }
 
 impl Default for RtmsConfig {
@@ -250,6 +255,7 @@ impl Default for RtmsConfig {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(65),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -383,6 +389,17 @@ impl Config {
                 .ok_or_else(|| ConfigError::Malformed {
                     var: "RTMS_IDLE_TIMEOUT_MS",
                     reason: format!("{raw:?} is not a number of milliseconds ≥ 100"),
+                })?;
+        }
+        if let Some(raw) = args.rtms_lease_ttl_ms.as_deref() {
+            rtms.lease_ttl = raw
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 300)
+                .map(Duration::from_millis)
+                .ok_or_else(|| ConfigError::Malformed {
+                    var: "RTMS_LEASE_TTL_MS",
+                    reason: format!("{raw:?} is not a number of milliseconds ≥ 300"),
                 })?;
         }
         let redis_url = match args.redis_url.as_deref().map(str::trim) {

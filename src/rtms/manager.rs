@@ -68,9 +68,18 @@ impl EngineCounters {
     }
 }
 
-/// How long a stream lease lives without renewal.
-pub const LEASE_TTL: Duration = Duration::from_secs(30);
-const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How long an instance tries to adopt an interrupted stream whose owner
+/// is gone (Zoom waits about 60 s for a reconnection).
+const ADOPT_WINDOW: Duration = Duration::from_secs(60);
+
+/// What a stream lease holds: its owner and what another instance needs to
+/// take the stream over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct LeaseValue {
+    owner: String,
+    engagement_id: String,
+    server_urls: String,
+}
 
 /// Stream ownership across instances.
 #[derive(Clone)]
@@ -85,9 +94,17 @@ enum Claim {
     /// Single instance: no leases.
     Unleased,
     /// Ours, renewed until the token is cancelled.
-    Held(Leases, CancellationToken),
+    Held(Held),
     /// Another instance consumes it.
     Elsewhere,
+}
+
+/// A lease this instance holds.
+struct Held {
+    store: Store,
+    /// The exact value claimed (renew and release compare it).
+    value: String,
+    renewer: CancellationToken,
 }
 
 struct Entry {
@@ -189,20 +206,20 @@ impl RtmsManager {
 
         let span = tracing::info_span!("rtms", engagement_id = %spec.engagement_id, rtms_stream_id = %spec.rtms_stream_id);
         let stream_id = spec.rtms_stream_id.clone();
-        let engagement_id = spec.engagement_id.clone();
+        let lease_spec = spec.clone();
         let session = Session::new(spec, self.inner.deps.clone(), cancel.clone(), control_rx);
         let manager = self.clone();
         self.inner.tracker.spawn(
             async move {
-                let claim = manager.claim(&stream_id, &engagement_id, &cancel).await;
+                let claim = manager.claim(&lease_spec, &cancel).await;
                 if let Claim::Elsewhere = claim {
                     manager.finished(&stream_id, generation);
                     return Outcome::Stopped;
                 }
                 let outcome: Outcome = session.run().await;
-                if let Claim::Held(leases, renewer) = claim {
-                    renewer.cancel();
-                    if let Err(e) = leases.store.release_stream(&stream_id, &leases.owner).await {
+                if let Claim::Held(held) = claim {
+                    held.renewer.cancel();
+                    if let Err(e) = held.store.release_stream(&stream_id, &held.value).await {
                         tracing::warn!(error = %e, "releasing the stream lease");
                     }
                 }
@@ -223,21 +240,21 @@ impl RtmsManager {
     }
 
     /// Take the stream's lease (when leasing) and keep renewing it; losing it
-    /// cancels the session. `None`: another instance consumes the stream.
-    async fn claim(
-        &self,
-        stream_id: &str,
-        engagement_id: &str,
-        session: &CancellationToken,
-    ) -> Claim {
+    /// cancels the session.
+    async fn claim(&self, spec: &StreamSpec, session: &CancellationToken) -> Claim {
         let Some(leases) = self.inner.leases.clone() else {
             return Claim::Unleased;
         };
-        match leases
-            .store
-            .claim_stream(stream_id, &leases.owner, LEASE_TTL)
-            .await
-        {
+        let (stream_id, engagement_id) =
+            (spec.rtms_stream_id.as_str(), spec.engagement_id.as_str());
+        let value = serde_json::to_string(&LeaseValue {
+            owner: leases.owner.clone(),
+            engagement_id: spec.engagement_id.clone(),
+            server_urls: spec.server_urls.clone(),
+        })
+        .unwrap_or_default();
+        let ttl = self.inner.deps.config.lease_ttl;
+        match leases.store.claim_stream(stream_id, &value, ttl).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!("stream is consumed by another instance");
@@ -256,7 +273,7 @@ impl RtmsManager {
         let (stop, store, owner, id) = (
             renewer.clone(),
             leases.store.clone(),
-            leases.owner.clone(),
+            value.clone(),
             stream_id.to_owned(),
         );
         let (bus, engagement, session) = (
@@ -268,9 +285,9 @@ impl RtmsManager {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+                    _ = tokio::time::sleep(ttl / 3) => {}
                 }
-                match store.renew_stream(&id, &owner, LEASE_TTL).await {
+                match store.renew_stream(&id, &owner, ttl).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(rtms_stream_id = %id, "stream lease lost; stopping");
@@ -286,7 +303,11 @@ impl RtmsManager {
                 }
             }
         });
-        Claim::Held(leases, renewer)
+        Claim::Held(Held {
+            store: leases.store,
+            value,
+            renewer,
+        })
     }
 
     fn finished(&self, stream_id: &str, generation: u64) {
@@ -319,10 +340,62 @@ impl RtmsManager {
         }
     }
 
-    /// Zoom says the stream's signaling dropped: reconnect it.
+    /// Zoom says the stream's signaling dropped: reconnect it. A stream that
+    /// runs elsewhere is adopted once its owner's lease lapses (the owner
+    /// died); a live owner reconnects it itself.
     pub fn interrupted(&self, rtms_stream_id: &str) {
         if let Some(entry) = self.streams().get(rtms_stream_id) {
             let _ = entry.control.try_send(Control::Interrupted);
+            return;
+        }
+        if self.inner.leases.is_some() {
+            let manager = self.clone();
+            let id = rtms_stream_id.to_owned();
+            self.inner
+                .tracker
+                .spawn(async move { manager.adopt(&id).await });
+        }
+    }
+
+    async fn adopt(&self, stream_id: &str) {
+        let Some(leases) = &self.inner.leases else {
+            return;
+        };
+        let held: Option<LeaseValue> = match leases.store.stream_lease(stream_id).await {
+            Ok(v) => v.and_then(|v| serde_json::from_str(&v).ok()),
+            Err(e) => {
+                tracing::warn!(rtms_stream_id = %stream_id, error = %e, "reading the stream lease");
+                None
+            }
+        };
+        let Some(held) = held else {
+            tracing::info!(rtms_stream_id = %stream_id, "interrupted stream unknown here; waiting for Zoom to start it again");
+            return;
+        };
+        if held.owner == leases.owner {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + ADOPT_WINDOW;
+        let step = (self.inner.deps.config.lease_ttl / 3).min(Duration::from_secs(2));
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                _ = tokio::time::sleep(step) => {}
+            }
+            match leases.store.stream_lease(stream_id).await {
+                Ok(None) => {
+                    tracing::info!(rtms_stream_id = %stream_id, "owner of an interrupted stream is gone; taking it over");
+                    self.start(StreamSpec {
+                        engagement_id: held.engagement_id,
+                        rtms_stream_id: stream_id.to_owned(),
+                        server_urls: held.server_urls,
+                    });
+                    return;
+                }
+                // Still held: the owner is alive and reconnects by itself.
+                Ok(Some(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the stream lease"),
+            }
         }
     }
 

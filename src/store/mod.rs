@@ -375,6 +375,12 @@ impl Store {
         backend!(self.lease_renew(self.key("stream", stream_id), owner.to_owned(), ttl))
     }
 
+    /// Who holds a stream's lease now (the owner string), if anyone.
+    pub async fn stream_lease(&self, stream_id: &str) -> Result<Option<String>, StoreError> {
+        let raw = backend!(self.get(self.key("stream", stream_id)))?;
+        Ok(raw.and_then(|v| String::from_utf8(v).ok()))
+    }
+
     /// Give up `owner`'s lease (compare-and-delete: never someone else's).
     pub async fn release_stream(&self, stream_id: &str, owner: &str) -> Result<bool, StoreError> {
         backend!(self.lease_release(self.key("stream", stream_id), owner.to_owned()))

@@ -113,6 +113,16 @@ impl<'a> Binary<'a> {
         secrets: &Secrets,
         cwd: &std::path::Path,
     ) -> Binary<'a> {
+        Self::spawn_env(sim, at, secrets, cwd, &[]).await
+    }
+
+    async fn spawn_env(
+        sim: &'a Sim,
+        at: &StoreAt<'_>,
+        secrets: &Secrets,
+        cwd: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Binary<'a> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zcc-rtms"));
         cmd.env_clear()
             .current_dir(cwd)
@@ -134,6 +144,7 @@ impl<'a> Binary<'a> {
         if let Some(ca) = &sim.ca_cert {
             cmd.env("ZOOM_CA_CERT", ca);
         }
+        cmd.envs(extra.iter().copied());
         match at {
             StoreAt::Dir(dir) => cmd.env("DATA_DIR", dir),
             StoreAt::Redis(redis) => cmd.env("REDIS_URL", redis.url()),
@@ -288,4 +299,80 @@ async fn tokens_refreshed_just_before_a_kill_9_survive_on_redis_even_when_redis_
         "[redis+AOF] kill -9 of app and redis after refresh: rotated tokens present, refresh grants = 1"
     );
     bin.kill9().await;
+}
+
+async fn streams_active(app: &impl Ends) -> u64 {
+    let v: Value = app
+        .http()
+        .get(app.url("/api/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    v["streams_active"].as_u64().expect("count")
+}
+
+/// Several instances on one Redis; the one consuming a stream dies (SIGKILL,
+/// no lease release). Zoom reports the stream interrupted to the survivor,
+/// which waits for the dead owner's lease to lapse and takes the stream over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_whose_owner_is_killed_is_taken_over_by_another_instance() {
+    let sim = Sim::start().await;
+    let redis = RedisServer::start().await;
+    let secrets = Secrets::new();
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let short_lease = [("RTMS_LEASE_TTL_MS", "1500")];
+    let at = StoreAt::Redis(&redis);
+    let survivor = Binary::spawn_env(&sim, &at, &secrets, dir_b.path(), &short_lease).await;
+    // Spawned last, so the simulator's webhooks go to it.
+    let owner = Binary::spawn_env(&sim, &at, &secrets, dir_a.path(), &short_lease).await;
+
+    let id = sim.handle.create_engagement().await.expect("engagement");
+    sim.handle.start_rtms(&id).await.expect("start");
+    let stat = |p: &str| {
+        sim.handle
+            .stats()
+            .pointer(p)
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    eventually("the owner streams", || async {
+        (streams_active(&owner).await == 1
+            && stat("/signaling/open") == 1
+            && stat("/frames_sent") > 100)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(streams_active(&survivor).await, 0);
+
+    // The load balancer now sends Zoom's webhooks to the survivor.
+    sim.handle
+        .set_app_url(url::Url::parse(survivor.base()).expect("url"));
+    owner.kill9().await;
+    eventually("the survivor took the stream over", || async {
+        (streams_active(&survivor).await == 1
+            && stat("/signaling/open") == 1
+            && stat("/signaling/total") >= 2)
+            .then_some(())
+    })
+    .await;
+    let frames = |v: Value| v["frames"].as_u64().unwrap_or(0);
+    eventually("frames reach the survivor", || async {
+        let v: Value = survivor
+            .http()
+            .get(survivor.url("/api/stats"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (frames(v) >= 100).then_some(())
+    })
+    .await;
 }
