@@ -81,6 +81,7 @@ fn rss_mb() -> f64 {
 
 async fn run_once(streams: usize) -> anyhow::Result<()> {
     // Bind the app first so the simulator knows where to send webhooks.
+    let data_dir = tempfile::tempdir()?;
     let args = ServeArgs {
         credentials: CredentialArgs {
             client_id: Some(CLIENT_ID.into()),
@@ -91,7 +92,7 @@ async fn run_once(streams: usize) -> anyhow::Result<()> {
         bind: Some("127.0.0.1".into()),
         session_secret: Some("s".repeat(32)),
         token_encryption_key: Some("ab".repeat(32)),
-        data_dir: Some(tempfile::tempdir()?.keep()),
+        data_dir: Some(data_dir.path().to_owned()),
         max_streams: Some((streams * 2).to_string()),
         ..ServeArgs::default()
     };

@@ -13,7 +13,6 @@ pub mod security;
 mod webhooks;
 
 use axum::Router;
-use axum::http::StatusCode;
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -37,6 +36,5 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {
-    let _ = StatusCode::NOT_FOUND;
     crate::error::AppError::NotFound(format!("no route for {}", uri.path()))
 }
