@@ -102,11 +102,11 @@ impl App {
             },
             cancel.child_token(),
             tracker.clone(),
-        )
-        .with_leases(store.is_shared().then(|| crate::rtms::manager::Leases {
-            store: store.clone(),
-            owner: format!("instance-{}", crate::config::random_hex(8)),
-        }));
+            store.is_shared().then(|| crate::rtms::manager::Leases {
+                store: store.clone(),
+                owner: format!("instance-{}", crate::config::random_hex(8)),
+            }),
+        );
         let (webhooks, webhook_rx) = mpsc::channel(dispatch::QUEUE_DEPTH);
         let state = AppState {
             cookie_key: crate::session::cookie_key(&config.session_secret),

@@ -138,7 +138,14 @@ pub enum Started {
 }
 
 impl RtmsManager {
-    pub fn new(deps: SessionDeps, cancel: CancellationToken, tracker: TaskTracker) -> Self {
+    /// `leases`: stream ownership through a shared store (several
+    /// instances); `None` for a single instance.
+    pub fn new(
+        deps: SessionDeps,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+        leases: Option<Leases>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 deps,
@@ -146,17 +153,9 @@ impl RtmsManager {
                 tracker,
                 streams: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
-                leases: None,
+                leases,
             }),
         }
-    }
-
-    /// Lease streams through a shared store (multi-instance mode).
-    pub fn with_leases(mut self, leases: Option<Leases>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.leases = leases;
-        }
-        self
     }
 
     fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
