@@ -46,6 +46,23 @@ async fn csp_violations(browser: &Browser) -> String {
         .unwrap_or_default()
 }
 
+/// Zero console errors (from every frame) and zero CSP violations.
+async fn assert_clean(browser: &Browser) {
+    assert_eq!(csp_violations(browser).await, "0");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+/// Open the app inside the simulated Zoom client and switch to its frame.
+async fn open_in_zoom(browser: &Browser, app: &TestApp, extra: &str) {
+    browser
+        .client
+        .goto(&host_url(app, extra))
+        .await
+        .expect("open the simulated client");
+    browser.enter_app_frame().await;
+}
+
 #[tokio::test]
 async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() {
     let app = spawn().await;
@@ -70,9 +87,7 @@ async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() 
     browser
         .wait_text("live", "a live feed", |t| t == "Live")
         .await;
-    assert_eq!(csp_violations(&browser).await, "0");
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    assert_clean(&browser).await;
 
     // The checks can see a violation: a data: image breaks img-src 'self'.
     browser
@@ -102,12 +117,7 @@ async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() 
 async fn the_page_loads_inside_the_zoom_client_with_no_console_errors_or_csp_violations() {
     let app = spawn().await;
     let browser = Browser::start(PANEL.0, PANEL.1).await;
-    browser
-        .client
-        .goto(&host_url(&app, ""))
-        .await
-        .expect("open the simulated client");
-    browser.enter_app_frame().await;
+    open_in_zoom(&browser, &app, "").await;
     browser
         .wait_text("where", "in-Zoom state", |t| {
             t.contains("Zoom Contact Center")
@@ -117,9 +127,7 @@ async fn the_page_loads_inside_the_zoom_client_with_no_console_errors_or_csp_vio
         .wait_text("live", "a live feed", |t| t == "Live")
         .await;
     browser.screenshot("inside-zoom-panel").await;
-    assert_eq!(csp_violations(&browser).await, "0");
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    assert_clean(&browser).await;
     browser.close().await;
     app.shutdown().await;
 }
@@ -128,12 +136,7 @@ async fn the_page_loads_inside_the_zoom_client_with_no_console_errors_or_csp_vio
 async fn a_tampered_app_context_is_refused_and_the_page_says_so() {
     let app = spawn().await;
     let browser = Browser::start(PANEL.0, PANEL.1).await;
-    browser
-        .client
-        .goto(&host_url(&app, "&context=tampered"))
-        .await
-        .expect("open the simulated client");
-    browser.enter_app_frame().await;
+    open_in_zoom(&browser, &app, "&context=tampered").await;
     let text = browser
         .wait_text("alert-context", "a refusal", |t| t.contains("refused"))
         .await;
@@ -263,12 +266,7 @@ async fn in_zoom_an_agent_starts_rtms_watches_it_live_stops_it_and_the_engagemen
     let app = spawn().await;
     let browser = Browser::start(PANEL.0, PANEL.1).await;
     install_in_browser(&app, &browser).await;
-    browser
-        .client
-        .goto(&host_url(&app, ""))
-        .await
-        .expect("open the simulated client");
-    browser.enter_app_frame().await;
+    open_in_zoom(&browser, &app, "").await;
     browser
         .wait_text("auth-state", "authorized", |t| t == "Authorized with Zoom")
         .await;
@@ -340,9 +338,7 @@ async fn in_zoom_an_agent_starts_rtms_watches_it_live_stops_it_and_the_engagemen
     assert!(browser.disabled("start").await, "Start is off once ended");
     assert!(browser.disabled("stop").await, "Stop is off once ended");
 
-    assert_eq!(csp_violations(&browser).await, "0");
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    assert_clean(&browser).await;
     browser.close().await;
     app.shutdown().await;
 }
@@ -351,12 +347,7 @@ async fn in_zoom_an_agent_starts_rtms_watches_it_live_stops_it_and_the_engagemen
 async fn an_unauthorized_account_sees_connect_and_start_stays_disabled() {
     let app = spawn().await;
     let browser = Browser::start(PANEL.0, PANEL.1).await;
-    browser
-        .client
-        .goto(&host_url(&app, ""))
-        .await
-        .expect("open the simulated client");
-    browser.enter_app_frame().await;
+    open_in_zoom(&browser, &app, "").await;
     let engagement = app.sim.create_engagement().await.expect("an engagement");
     browser
         .wait_text("engagement-state", "active", |t| {
