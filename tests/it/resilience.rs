@@ -20,6 +20,15 @@ async fn streaming(app: &TestApp) -> (String, crate::helpers::Sse) {
     (id, feed)
 }
 
+/// Wait until the simulator saw a new signaling handshake and exactly one
+/// signaling socket is open again.
+async fn rejoined(app: &TestApp, before: u64, what: &str) {
+    eventually(what, || async {
+        (stat(app, "/signaling/total") > before && stat(app, "/signaling/open") == 1).then_some(())
+    })
+    .await;
+}
+
 /// Wait until the stream has received `more` frames beyond what it has now.
 async fn frames_keep_coming(app: &TestApp, feed: &mut crate::helpers::Sse, more: u64) {
     let base = app
@@ -61,11 +70,7 @@ async fn a_signaling_socket_reset_without_close_frame_is_reconnected() {
                 .is_some_and(|m| m.contains("reconnecting"))
     })
     .await;
-    eventually("a second signaling handshake", || async {
-        (stat(&app, "/signaling/total") > before && stat(&app, "/signaling/open") == 1)
-            .then_some(())
-    })
-    .await;
+    rejoined(&app, before, "a second signaling handshake").await;
     frames_keep_coming(&app, &mut feed, 100).await;
     assert_eq!(app.state.rtms.active_streams(), 1);
     app.shutdown().await;
@@ -109,11 +114,7 @@ async fn an_interrupted_stream_is_reconnected_from_scratch() {
     app.sim
         .apply_faults(faults(json!({"interrupt": id})))
         .expect("fault");
-    eventually("a new signaling connection", || async {
-        (stat(&app, "/signaling/total") > before && stat(&app, "/signaling/open") == 1)
-            .then_some(())
-    })
-    .await;
+    rejoined(&app, before, "a new signaling connection").await;
     frames_keep_coming(&app, &mut feed, 100).await;
     app.shutdown().await;
 }
