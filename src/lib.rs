@@ -10,6 +10,7 @@ pub mod context;
 pub mod dedup;
 pub mod demo;
 pub mod dispatch;
+pub mod doctor;
 pub mod engagements;
 pub mod error;
 pub mod fanout;

@@ -51,26 +51,16 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 
 async fn doctor(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(&args).context("configuration")?;
-    println!("configuration: ok");
-    println!(
-        "mode: {}",
-        if config.is_demo() {
-            "demo (built-in simulator)"
-        } else {
-            "zoom"
-        }
-    );
-    println!("listen: {}", config.listen);
-    println!("zoom host: {}", config.zoom.host);
-    println!("zoom api: {}", config.zoom.api_url);
-    println!("apps sdk: {}", config.apps_sdk_url);
-    println!(
-        "store: {}",
-        if config.redis_url.is_some() {
-            "redis".to_string()
-        } else {
-            format!("embedded ({})", config.data_dir.display())
-        }
-    );
+    let checks = zcc_rtms::doctor::run(&config).await;
+    for check in &checks {
+        println!("{}", check.line());
+    }
+    let failed = checks
+        .iter()
+        .filter(|c| c.verdict == zcc_rtms::doctor::Verdict::Fail)
+        .count();
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod auth_crash;
 mod auth_harness;
 mod browser;
 mod browser_driver;
+mod cli;
 mod context;
 mod control;
 mod fixtures;
