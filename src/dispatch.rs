@@ -45,10 +45,16 @@ impl Dispatcher {
             WebhookEvent::EngagementStarted {
                 engagement_id,
                 account_id,
+                agent_user_id,
             } => {
                 if self
                     .engagements
-                    .started(&engagement_id, account_id.as_deref(), at)
+                    .started(
+                        &engagement_id,
+                        account_id.as_deref(),
+                        agent_user_id.as_deref(),
+                        at,
+                    )
                     .await
                 {
                     tracing::info!(%engagement_id, "engagement started");

@@ -16,6 +16,9 @@ use crate::time::rfc3339_ms;
 pub struct Engagement {
     pub engagement_id: String,
     pub account_id: Option<String>,
+    /// The agent the engagement is assigned to, when Zoom says.
+    #[serde(default)]
+    pub agent_user_id: Option<String>,
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
 }
@@ -25,6 +28,17 @@ impl Engagement {
         self.ended_at_ms.is_none()
     }
 
+    /// Whether a caller (user, and account when known) may see this
+    /// engagement: its agent's, or its account's when no agent is named.
+    pub fn visible_to(&self, user_id: &str, account_id: Option<&str>) -> bool {
+        let agent_ok = self.agent_user_id.as_deref().is_none_or(|a| a == user_id);
+        let account_ok = match (self.account_id.as_deref(), account_id) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => true,
+        };
+        agent_ok && account_ok
+    }
+
     pub fn view(&self) -> EngagementView {
         EngagementView {
             engagement_id: self.engagement_id.clone(),
@@ -32,6 +46,7 @@ impl Engagement {
             started_at: rfc3339_ms(self.started_at_ms),
             ended_at: self.ended_at_ms.map(rfc3339_ms),
             account_id: self.account_id.clone(),
+            agent_user_id: self.agent_user_id.clone(),
         }
     }
 }
@@ -49,7 +64,13 @@ impl Engagements {
 
     /// Record a started engagement. Returns false when it was already known
     /// as active (a repeated webhook) or could not be stored.
-    pub async fn started(&self, engagement_id: &str, account_id: Option<&str>, at_ms: i64) -> bool {
+    pub async fn started(
+        &self,
+        engagement_id: &str,
+        account_id: Option<&str>,
+        agent_user_id: Option<&str>,
+        at_ms: i64,
+    ) -> bool {
         match self.store.load_engagement(engagement_id).await {
             Ok(Some(e)) if e.is_active() => return false,
             Ok(_) => {}
@@ -58,6 +79,7 @@ impl Engagements {
         let engagement = Engagement {
             engagement_id: engagement_id.to_owned(),
             account_id: account_id.map(str::to_owned),
+            agent_user_id: agent_user_id.map(str::to_owned),
             started_at_ms: at_ms,
             ended_at_ms: None,
         };
@@ -77,6 +99,7 @@ impl Engagements {
             Ok(None) => Engagement {
                 engagement_id: engagement_id.to_owned(),
                 account_id: None,
+                agent_user_id: None,
                 started_at_ms: at_ms,
                 ended_at_ms: None,
             },
@@ -85,6 +108,7 @@ impl Engagements {
                 Engagement {
                     engagement_id: engagement_id.to_owned(),
                     account_id: None,
+                    agent_user_id: None,
                     started_at_ms: at_ms,
                     ended_at_ms: None,
                 }
@@ -131,14 +155,19 @@ mod tests {
             .await
             .expect("store");
         let e = Engagements::new(StatusBus::new(), store);
-        assert!(e.started("a", None, 1).await);
-        assert!(!e.started("a", None, 2).await, "repeat is not new");
-        assert!(e.started("b", Some("acct"), 3).await);
+        assert!(e.started("a", None, None, 1).await);
+        assert!(!e.started("a", None, None, 2).await, "repeat is not new");
+        assert!(e.started("b", Some("acct"), Some("agent"), 3).await);
         assert_eq!(e.active().await.len(), 2);
         assert_eq!(e.active().await[0].engagement_id, "b");
         assert!(e.ended("a", 4).await);
         assert!(!e.ended("a", 5).await);
         assert_eq!(e.active().await.len(), 1);
         assert!(!e.get("a").await.expect("known").is_active());
+        let b = e.get("b").await.expect("known");
+        assert!(b.visible_to("agent", Some("acct")));
+        assert!(b.visible_to("agent", None));
+        assert!(!b.visible_to("someone-else", Some("acct")));
+        assert!(!b.visible_to("agent", Some("other-account")));
     }
 }

@@ -46,6 +46,8 @@ pub struct EngagementView {
     pub started_at: String,
     pub ended_at: Option<String>,
     pub account_id: Option<String>,
+    #[serde(default)]
+    pub agent_user_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -1,4 +1,6 @@
-//! `GET /api/engagement/active`: the engagements webhooks say are active.
+//! `GET /api/engagement/active`: the engagements webhooks say are active —
+//! the caller's own when the browser has a session (per agent, never one
+//! global "latest"), every one otherwise (a plain browser outside Zoom).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -6,17 +8,23 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::session::MaybeSession;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/engagement/active", get(active))
 }
 
-async fn active(State(state): State<AppState>) -> Json<Value> {
+async fn active(State(state): State<AppState>, MaybeSession(session): MaybeSession) -> Json<Value> {
     let active: Vec<_> = state
         .engagements
         .active()
         .await
         .iter()
+        .filter(|e| {
+            session
+                .as_ref()
+                .is_none_or(|s| e.visible_to(&s.user_id, s.account_id.as_deref()))
+        })
         .map(|e| e.view())
         .collect();
     let latest = active.first().cloned();

@@ -21,6 +21,8 @@ pub enum WebhookEvent {
     EngagementStarted {
         engagement_id: String,
         account_id: Option<String>,
+        /// The agent it is assigned to (`payload.object.user_id`), if sent.
+        agent_user_id: Option<String>,
     },
     EngagementEnded {
         engagement_id: String,
@@ -110,6 +112,7 @@ pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
         "contact_center.engagement_started" => WebhookEvent::EngagementStarted {
             engagement_id: engagement_id(p)?,
             account_id: opt_str(p, &["account_id"]),
+            agent_user_id: opt_str(p, &["object", "user_id"]),
         },
         "contact_center.engagement_ended" => WebhookEvent::EngagementEnded {
             engagement_id: engagement_id(p)?,
@@ -187,7 +190,7 @@ mod tests {
         let nested = br#"{"event":"contact_center.engagement_started","event_ts":1,"payload":{"account_id":"A","object":{"engagement_id":"E1"}}}"#;
         let flat = br#"{"event":"contact_center.engagement_ended","event_ts":1,"payload":{"engagement_id":"E2"}}"#;
         assert!(matches!(parse(nested).expect("nested").body,
-            WebhookEvent::EngagementStarted { engagement_id, account_id } if engagement_id == "E1" && account_id.as_deref() == Some("A")));
+            WebhookEvent::EngagementStarted { engagement_id, account_id, agent_user_id: None } if engagement_id == "E1" && account_id.as_deref() == Some("A")));
         assert!(matches!(parse(flat).expect("flat").body,
             WebhookEvent::EngagementEnded { engagement_id, .. } if engagement_id == "E2"));
     }

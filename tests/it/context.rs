@@ -341,3 +341,48 @@ async fn a_context_in_a_browser_that_never_installed_finds_the_users_account() {
     assert_eq!(status, 200, "{answer}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn active_engagements_are_the_callers_own_once_the_browser_has_a_session() {
+    let app = TestApp::spawn().await;
+    let ann = app.sim.default_user();
+    let bob = app.sim.create_user();
+    let for_ann = app
+        .sim
+        .create_engagement_for(&ann.user_id)
+        .await
+        .expect("ann's");
+    let for_bob = app
+        .sim
+        .create_engagement_for(&bob.user_id)
+        .await
+        .expect("bob's");
+    crate::helpers::eventually("both engagements tracked", || async {
+        let v = app.get_json("/api/engagement/active").await;
+        (v["engagements"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    let resp = get_context(&app, &app.sim.app_context(&ann.user_id), None).await;
+    assert_eq!(resp.status(), 200);
+    let cookie = set_cookie(&resp).expect("session");
+    let pair = cookie.split(';').next().expect("pair");
+    let mine: Value = app
+        .client
+        .get(app.url("/api/engagement/active"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = mine["engagements"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["engagement_id"].as_str())
+        .collect();
+    assert_eq!(ids, [for_ann.as_str()], "not {for_bob}");
+    assert_eq!(mine["engagementId"], for_ann.as_str());
+    app.shutdown().await;
+}

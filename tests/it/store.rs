@@ -299,6 +299,7 @@ async fn engagements_are_listed_while_active(f: Fixture) {
     let s = &f.store;
     let e = |id: &str, ended: Option<i64>| Engagement {
         engagement_id: id.into(),
+        agent_user_id: None,
         account_id: Some("A".into()),
         started_at_ms: 10,
         ended_at_ms: ended,
