@@ -179,3 +179,31 @@ async fn demo_mode_reaches_fifty_chunks_on_its_own() {
     feed.wait_for_status("Received 50 audio chunks").await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn stream_terminated_on_signaling_stops_the_session_without_the_webhook() {
+    let app = TestApp::spawn().await;
+    let id = start_engagement(&app).await;
+    let mut feed = app.events(Some(&id)).await;
+    let stream_id = app.sim.start_rtms(&id).await.expect("rtms start");
+    feed.wait_for_status("Received 50 audio chunks").await;
+    // From now on Zoom's webhooks cannot reach the app: a closed port.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    app.sim
+        .set_app_url(url::Url::parse(&format!("http://127.0.0.1:{closed}")).expect("url"));
+    app.sim.stop_rtms(&id).await.expect("rtms stop");
+    feed.wait_for_status("RTMS stopped").await;
+    eventually("session gone", || async {
+        (!app.state.rtms.is_running(&stream_id)).then_some(())
+    })
+    .await;
+    assert!(
+        stat(&app, "/webhooks/failed") >= 1,
+        "the stopped webhook was not delivered: {}",
+        app.sim.stats()
+    );
+    app.shutdown().await;
+}
