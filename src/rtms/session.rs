@@ -620,9 +620,10 @@ impl Session {
                 _ = &mut cancelled => return Ended::Cancelled,
                 ctl = self.control.recv() => match ctl {
                     Some(Control::Restart { server_urls }) => return Ended::Restart(server_urls),
-                    // Zoom reports a drop it saw; if our sockets are alive
-                    // (media just arrived) the notice is about a connection we
-                    // already replaced, and acting on it would loop.
+                    // Zoom reports a drop it saw. While media flows the notice
+                    // is likely about a connection we already replaced (acting
+                    // on it at once would loop): treat it as a suspicion that
+                    // a second of silence confirms (checked on the tick).
                     Some(Control::Interrupted) if self.last_heard.elapsed() < INTERRUPT_STALE_AFTER => {
                         tracing::info!("interruption notice while data flows; checking the connection");
                         suspect_since = Some(Instant::now());
@@ -630,6 +631,24 @@ impl Session {
                     Some(Control::Interrupted) => return Ended::Lost("Zoom reported the stream interrupted".into()),
                     None => return Ended::Cancelled,
                 },
+                _ = tick.tick() => {
+                    if self.meter.dirty {
+                        self.publish_view("streaming");
+                    }
+                    if let Some(at) = suspect_since {
+                        if self.last_heard > at {
+                            suspect_since = None;
+                        } else if at.elapsed() >= INTERRUPT_STALE_AFTER {
+                            return Ended::Lost("Zoom reported the stream interrupted".into());
+                        }
+                    }
+                    if self.last_heard.elapsed() >= idle_timeout {
+                        return Ended::Lost(format!(
+                            "nothing heard from Zoom for {:.1} s",
+                            idle_timeout.as_secs_f32()
+                        ));
+                    }
+                }
                 m = sig.next() => {
                     self.last_heard = Instant::now();
                     if let Some(end) = self.on_signaling(sig, m).await {
@@ -664,24 +683,6 @@ impl Session {
                 m = next_opt(transcript) => {
                     if let Some(end) = self.on_media_opt(transcript, m).await {
                         return end;
-                    }
-                }
-                _ = tick.tick() => {
-                    if self.meter.dirty {
-                        self.publish_view("streaming");
-                    }
-                    if let Some(at) = suspect_since {
-                        if self.last_heard > at {
-                            suspect_since = None;
-                        } else if at.elapsed() >= INTERRUPT_STALE_AFTER {
-                            return Ended::Lost("Zoom reported the stream interrupted".into());
-                        }
-                    }
-                    if self.last_heard.elapsed() >= idle_timeout {
-                        return Ended::Lost(format!(
-                            "nothing heard from Zoom for {} s",
-                            idle_timeout.as_secs()
-                        ));
                     }
                 }
             }
