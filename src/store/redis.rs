@@ -133,15 +133,7 @@ impl RedisBackend {
         owner: String,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
-        let n: i64 = self
-            .claim
-            .key(key)
-            .arg(owner)
-            .arg(millis(ttl))
-            .invoke_async(&mut c)
-            .await?;
-        Ok(n == 1)
+        self.lease_script(&self.claim, key, owner, ttl).await
     }
 
     pub async fn lease_renew(
@@ -150,9 +142,20 @@ impl RedisBackend {
         owner: String,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        self.lease_script(&self.renew, key, owner, ttl).await
+    }
+
+    /// Run a lease script (`KEYS[1]` = key, `ARGV` = owner, ttl in ms);
+    /// true when it answered 1.
+    async fn lease_script(
+        &self,
+        script: &redis::Script,
+        key: String,
+        owner: String,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
-        let n: i64 = self
-            .renew
+        let n: i64 = script
             .key(key)
             .arg(owner)
             .arg(millis(ttl))
