@@ -14,6 +14,7 @@ mod control;
 mod fixtures;
 mod flow;
 mod http;
+mod inbox;
 mod ownership;
 mod resilience;
 mod sim_conformance;
