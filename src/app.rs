@@ -173,6 +173,12 @@ impl App {
             .inbox
             .spawn_worker(dispatcher, cancel.clone(), &tracker);
         tracker.spawn(sweep_store(state.store.clone(), cancel.clone()));
+        tracker.spawn(close_stale_engagements(
+            state.engagements.clone(),
+            state.rtms.clone(),
+            state.config.engagement_max_age,
+            cancel.clone(),
+        ));
         if let Some(url) = &state.config.redis_url {
             crate::fanout::spawn(
                 url.expose(),
@@ -276,6 +282,33 @@ async fn sweep_store(store: Store, cancel: CancellationToken) {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(removed = n, "expired store entries removed"),
                     Err(e) => tracing::warn!(error = %e, "sweeping the store"),
+                }
+            }
+        }
+    }
+}
+
+/// Close engagements never reported ended once they are older than
+/// `max_age` (and stop their streams), checking a few times per `max_age`.
+async fn close_stale_engagements(
+    engagements: Engagements,
+    rtms: RtmsManager,
+    max_age: Duration,
+    cancel: CancellationToken,
+) {
+    let every = (max_age / 4).clamp(Duration::from_millis(250), Duration::from_secs(300));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                match engagements.close_stale(max_age, crate::time::now_ms()).await {
+                    Ok(closed) => {
+                        for id in closed {
+                            rtms.stop_engagement(&id);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "closing stale engagements"),
                 }
             }
         }

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::{EngagementView, StatusBus};
+use crate::status::{EngagementView, Level, StatusBus};
 use crate::store::{Store, StoreError};
 use crate::time::rfc3339_ms;
 
@@ -51,6 +51,12 @@ impl Engagement {
             agent_user_id: self.agent_user_id.clone(),
         }
     }
+}
+
+/// Whether an active engagement has outlived `max_age` at `now_ms`.
+pub fn is_stale(e: &Engagement, max_age: std::time::Duration, now_ms: i64) -> bool {
+    let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    e.is_active() && now_ms.saturating_sub(e.started_at_ms) > age
 }
 
 #[derive(Clone)]
@@ -126,6 +132,32 @@ impl Engagements {
         Ok(true)
     }
 
+    /// Close the active engagements started more than `max_age` before
+    /// `now_ms` (their `engagement_ended` never came), each with a status
+    /// line. Returns their ids.
+    pub async fn close_stale(
+        &self,
+        max_age: std::time::Duration,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut closed = Vec::new();
+        for e in self.store.active_engagements().await? {
+            if is_stale(&e, max_age, now_ms) && self.ended(&e.engagement_id, now_ms).await? {
+                tracing::warn!(engagement_id = %e.engagement_id, "engagement closed: no end reported");
+                self.bus.status(
+                    Some(&e.engagement_id),
+                    Level::Warning,
+                    format!(
+                        "Engagement closed: no end reported within {} s",
+                        max_age.as_secs()
+                    ),
+                );
+                closed.push(e.engagement_id);
+            }
+        }
+        Ok(closed)
+    }
+
     pub async fn get(&self, engagement_id: &str) -> Result<Option<Engagement>, StoreError> {
         self.store.load_engagement(engagement_id).await
     }
@@ -141,6 +173,24 @@ impl Engagements {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_active_engagements_past_their_age_are_stale() {
+        let h = std::time::Duration::from_secs(3600);
+        let e = |started_at_ms, ended_at_ms| Engagement {
+            engagement_id: "e".into(),
+            account_id: None,
+            agent_user_id: None,
+            started_at_ms,
+            ended_at_ms,
+        };
+        assert!(!is_stale(&e(0, None), h, 3_600_000));
+        assert!(is_stale(&e(0, None), h, 3_600_001));
+        assert!(!is_stale(&e(0, Some(1)), h, 9_999_999_999));
+        assert!(is_stale(&e(i64::MIN, None), h, i64::MAX));
+        assert!(!is_stale(&e(i64::MAX, None), h, i64::MIN));
+        assert!(!is_stale(&e(0, None), std::time::Duration::MAX, i64::MAX));
+    }
 
     #[tokio::test]
     async fn start_end_and_repeat_are_tracked_per_engagement() {

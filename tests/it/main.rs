@@ -15,6 +15,7 @@ mod fixtures;
 mod flow;
 mod http;
 mod inbox;
+mod lifecycle;
 mod ownership;
 mod resilience;
 mod sim_conformance;
