@@ -12,8 +12,11 @@ export const CAPABILITIES = [
 
 const LOAD_TIMEOUT_MS = 8000;
 
+// Resolves with nothing: Zoom's SDK object is a Proxy that turns any unknown
+// property into an API call, `then` included, so a promise resolved with it
+// would call `zoomSdk.then(…)` and never settle. Read window.zoomSdk after.
 function loadScript(url) {
-  if (window.zoomSdk) return Promise.resolve(window.zoomSdk);
+  if (window.zoomSdk) return Promise.resolve();
   if (!url) return Promise.reject(new Error("no Apps SDK URL configured"));
   return new Promise((resolve, reject) => {
     const script = document.createElement("script");
@@ -22,7 +25,7 @@ function loadScript(url) {
     script.async = true;
     script.addEventListener("load", () => {
       clearTimeout(timer);
-      if (window.zoomSdk) resolve(window.zoomSdk);
+      if (window.zoomSdk) resolve();
       else reject(new Error("the Apps SDK loaded but defines no zoomSdk"));
     });
     script.addEventListener("error", () => {
@@ -35,7 +38,8 @@ function loadScript(url) {
 
 /** Load and configure the SDK. Resolves `{sdk, config}` or rejects. */
 export async function connect(url) {
-  const sdk = await loadScript(url);
+  await loadScript(url);
+  const sdk = window.zoomSdk;
   // The real SDK may throw synchronously outside Zoom; treat it like a rejection.
   const config = await Promise.resolve().then(() =>
     sdk.config({ capabilities: CAPABILITIES, version: "0.16" }),

@@ -1,6 +1,6 @@
 //! The page in headless Chromium, inside the simulated Zoom client (the app
-//! framed by `/sim/client`, the SDK stand-in from the simulator) and outside
-//! Zoom (a plain tab, engagements from webhooks).
+//! framed by `/sim/client`, running Zoom's own Apps SDK served by the
+//! simulator) and outside Zoom (a plain tab, engagements from webhooks).
 
 use fantoccini::Locator;
 use serde_json::json;
@@ -12,10 +12,13 @@ use crate::helpers::{Options, TestApp};
 const PANEL: (u32, u32) = (1100, 900);
 const WIDE: (u32, u32) = (1440, 900);
 
+/// The app and a simulator serving Zoom's own Apps SDK (npm
+/// `@zoom/appssdk`, see `appssdk`) to the page.
 async fn spawn() -> TestApp {
     TestApp::spawn_with(Options {
         // The browser must trust the simulator's origin for the SDK script.
         tls: false,
+        apps_sdk: Some(crate::appssdk::commonjs_build().await.to_owned()),
         ..Options::default()
     })
     .await
@@ -46,11 +49,26 @@ async fn csp_violations(browser: &Browser) -> String {
         .unwrap_or_default()
 }
 
-/// Zero console errors (from every frame) and zero CSP violations.
+/// Zero console errors (from every frame), zero CSP violations, and no
+/// warning from the Apps SDK (it warns when the page touches a property it
+/// does not have, e.g. `then` when a promise is resolved with it).
 async fn assert_clean(browser: &Browser) {
     assert_eq!(csp_violations(browser).await, "0");
-    let errors = browser.console_errors().await;
+    let entries = browser.console().await;
+    let errors: Vec<_> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    let sdk_warnings: Vec<_> = entries
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Zoom Apps SDK"))
+        })
+        .collect();
+    assert!(
+        sdk_warnings.is_empty(),
+        "Apps SDK warnings: {sdk_warnings:#?}"
+    );
 }
 
 /// Open the app inside the simulated Zoom client and switch to its frame.
@@ -155,6 +173,7 @@ async fn a_tampered_app_context_is_refused_and_the_page_says_so() {
 async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
     let app = TestApp::spawn_with(Options {
         tls: false,
+        apps_sdk: Some(crate::appssdk::commonjs_build().await.to_owned()),
         // The SDK cannot be loaded (404): the page must not care.
         tweak: |args| {
             let sim = args.zoom_host.clone().unwrap_or_default();
