@@ -8,7 +8,11 @@ export const CAPABILITIES = [
   "getAppContext",
   "onEngagementStatusChange",
   "onEngagementContextChange",
+  "authorize",
+  "onAuthorized",
 ];
+
+const AUTHORIZE_TIMEOUT_MS = 120000;
 
 const LOAD_TIMEOUT_MS = 8000;
 
@@ -94,4 +98,37 @@ export async function followEngagement(sdk, tracker) {
   } catch {
     // Same as above; webhooks still tell us.
   }
+}
+
+/** Whether this client offers in-client OAuth (`authorize` + `onAuthorized`). */
+export function canAuthorizeInClient(config) {
+  const unsupported = (config && config.unsupportedApis) || [];
+  return !unsupported.includes("authorize") && !unsupported.includes("onAuthorized");
+}
+
+/**
+ * In-client OAuth: `authorize` with the server's PKCE challenge, then the
+ * code arrives in `onAuthorized` (matched by `state`). Resolves
+ * `{code, state, redirectUri}`; rejects on refusal or after two minutes.
+ */
+export function authorizeInClient(sdk, challenge) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sdk.removeEventListener("onAuthorized", onAuthorized);
+      reject(new Error("Zoom did not complete the authorization"));
+    }, AUTHORIZE_TIMEOUT_MS);
+    function onAuthorized(e) {
+      if (!e || e.state !== challenge.state) return;
+      clearTimeout(timer);
+      sdk.removeEventListener("onAuthorized", onAuthorized);
+      if (e.result === false || !e.code) reject(new Error("the authorization was not granted"));
+      else resolve({ code: e.code, state: e.state, redirectUri: e.redirectUri || location.href });
+    }
+    sdk.addEventListener("onAuthorized", onAuthorized);
+    sdk.authorize({ codeChallenge: challenge.codeChallenge, state: challenge.state }).catch((e) => {
+      clearTimeout(timer);
+      sdk.removeEventListener("onAuthorized", onAuthorized);
+      reject(e);
+    });
+  });
 }

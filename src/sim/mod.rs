@@ -672,6 +672,7 @@ pub async fn run_cli(
     cfg.app_url = args.app_url;
     cfg.tls = args.tls;
     cfg.keepalive = Duration::from_millis(args.keepalive_ms.max(1));
+    cfg.apps_sdk = args.apps_sdk;
     if let Some(id) = args.credentials.client_id {
         cfg.client_id = id;
     }
