@@ -81,6 +81,15 @@ async fn open_in_zoom(browser: &Browser, app: &TestApp, extra: &str) {
     browser.enter_app_frame().await;
 }
 
+/// The page says it runs in Zoom Contact Center (config() succeeded).
+async fn wait_in_zoom(browser: &Browser) {
+    browser
+        .wait_text("where", "in-Zoom state", |t| {
+            t.contains("Zoom Contact Center")
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() {
     let app = spawn().await;
@@ -136,11 +145,7 @@ async fn the_page_loads_inside_the_zoom_client_with_no_console_errors_or_csp_vio
     let app = spawn().await;
     let browser = Browser::start(PANEL.0, PANEL.1).await;
     open_in_zoom(&browser, &app, "").await;
-    browser
-        .wait_text("where", "in-Zoom state", |t| {
-            t.contains("Zoom Contact Center")
-        })
-        .await;
+    wait_in_zoom(&browser).await;
     browser
         .wait_text("live", "a live feed", |t| t == "Live")
         .await;
@@ -160,11 +165,7 @@ async fn a_tampered_app_context_is_refused_and_the_page_says_so() {
         .await;
     assert!(text.contains("failed authentication"), "{text}");
     // Still in Zoom, still live: only the identity was refused.
-    browser
-        .wait_text("where", "in-Zoom state", |t| {
-            t.contains("Zoom Contact Center")
-        })
-        .await;
+    wait_in_zoom(&browser).await;
     browser.close().await;
     app.shutdown().await;
 }
@@ -522,11 +523,7 @@ async fn an_api_the_page_did_not_request_in_config_is_refused_with_the_sdks_own_
     let app = spawn().await;
     let browser = Browser::start(PANEL.0, PANEL.1).await;
     open_in_zoom(&browser, &app, "").await;
-    browser
-        .wait_text("where", "in-Zoom state", |t| {
-            t.contains("Zoom Contact Center")
-        })
-        .await;
+    wait_in_zoom(&browser).await;
     // getAppContext is in the page's config; getUserContext is not.
     let outcome = |api: &'static str| {
         let script = format!(
@@ -594,11 +591,7 @@ async fn in_demo_mode_the_page_runs_inside_the_simulated_client_on_the_offline_s
     );
     let browser = Browser::start(PANEL.0, PANEL.1).await;
     open_in_zoom(&browser, &app, "").await;
-    browser
-        .wait_text("where", "in-Zoom state", |t| {
-            t.contains("Zoom Contact Center")
-        })
-        .await;
+    wait_in_zoom(&browser).await;
     browser
         .wait_text("live", "a live feed", |t| t == "Live")
         .await;
