@@ -332,7 +332,7 @@ mod tests {
         assert!(
             sdk_script(None)
                 .expect("stand-in")
-                .contains("window.zoomSdk = sdk")
+                .contains("window.zoomSdk = new Proxy(sdk")
         );
     }
 
