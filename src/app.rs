@@ -17,7 +17,7 @@ use crate::dispatch::Dispatcher;
 use crate::engagements::Engagements;
 use crate::inbox::Inbox;
 use crate::rtms::RtmsManager;
-use crate::rtms::manager::SessionDeps;
+use crate::rtms::SessionDeps;
 use crate::sim::{SimConfig, Simulator};
 use crate::status::StatusBus;
 use crate::store::{Backend, Store};
@@ -105,7 +105,7 @@ impl App {
             },
             cancel.child_token(),
             tracker.clone(),
-            store.is_shared().then(|| crate::rtms::manager::Leases {
+            store.is_shared().then(|| crate::rtms::lease::Leases {
                 store: store.clone(),
                 owner: instance.clone(),
             }),

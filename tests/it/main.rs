@@ -3,6 +3,7 @@
 mod helpers;
 mod redis_server;
 
+mod appssdk;
 mod auth;
 mod auth_crash;
 mod auth_harness;
