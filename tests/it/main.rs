@@ -17,6 +17,7 @@ mod flow;
 mod http;
 mod ownership;
 mod resilience;
+mod sim_buffer;
 mod sim_conformance;
 mod sim_fixtures;
 mod sim_http;
