@@ -1,6 +1,6 @@
 //! A local Zoom: OAuth, REST, signed webhooks, the RTMS signaling and media
-//! WebSocket servers, a stand-in for the Zoom Apps SDK script, fault switches
-//! and counters. Used by the tests, by demo mode and by `zcc-rtms simulate`.
+//! WebSocket servers, the simulated web client with the Zoom Apps SDK (Zoom's
+//! own from npm, or a stand-in), fault switches and counters. Used by the tests, by demo mode and by `zcc-rtms simulate`.
 //!
 //! Shares no state with the app: it talks to it only over HTTP and WebSockets,
 //! exactly as Zoom would. The surface is the design's *simulator contract*.

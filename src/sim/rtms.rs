@@ -1,6 +1,8 @@
 //! The RTMS server (rtms-protocol.md): the signaling socket, the media
 //! sockets, one audio driver per stream, stream lifecycle (start, pause,
-//! stop, interruption and reconnect windows) and ZCC voice events.
+//! stop, interruption and reconnect windows), the audio buffered before a
+//! stream's first consumer (replayed at once, `buffer_data`) and ZCC voice
+//! events.
 //!
 //! Every socket is one task owning its WebSocket; the rest of the simulator
 //! talks to it through a bounded queue of messages and a watch for its end,
@@ -1020,7 +1022,9 @@ async fn drive(shared: Arc<Shared>, stream: Arc<Stream>) {
 
 /// Send the owed frames `cursor..=live` while the socket's queue has room
 /// (none is dropped: the rest waits for the next tick). Returns the next
-/// owed frame, or None once the socket follows the live frames.
+/// owed frame, or None once the socket follows the live frames: when all is
+/// sent and its queue has drained to half, so live frames (which a full
+/// queue drops) do not land on a replay still in flight.
 fn catch_up(
     shared: &Shared,
     stream: &Stream,
@@ -1036,7 +1040,7 @@ fn catch_up(
         send_frame(shared, stream, m, next, true);
         next += 1;
     }
-    None
+    (m.peer.tx.capacity() < OUT_QUEUE / 2).then_some(next)
 }
 
 /// One frame's messages (both channels' audio, a transcript when an

@@ -7,6 +7,7 @@ mod appssdk;
 mod auth;
 mod auth_crash;
 mod auth_harness;
+mod backlog;
 mod browser;
 mod browser_driver;
 mod cli;
