@@ -150,6 +150,10 @@ pub struct SimulateArgs {
     /// CommonJS build of the npm package @zoom/appssdk (dist/sdk.module.js).
     #[arg(long)]
     pub apps_sdk: Option<std::path::PathBuf>,
+    /// Do not buffer audio before a stream's first consumer connects (Zoom
+    /// replays up to 60 s of it by default).
+    #[arg(long)]
+    pub no_buffer_data: bool,
 }
 
 /// `Some("***")` for a set secret, so `Debug` output shows presence only.
