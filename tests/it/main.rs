@@ -28,4 +28,5 @@ mod sim_rtms;
 mod sim_support;
 mod sim_webhooks;
 mod store;
+mod store_faults;
 mod webhooks;
