@@ -15,6 +15,7 @@ mod context;
 mod control;
 mod fixtures;
 mod flow;
+mod fuzz;
 mod http;
 mod inbox;
 mod lifecycle;

@@ -25,7 +25,11 @@ fn started(id: &str, pad: usize) -> Vec<u8> {
 async fn post(app: &TestApp, body: &[u8]) -> (u16, Value) {
     let ts = now_secs().to_string();
     let resp = app
-        .post_webhook_raw(body, &ts, &sign(app.sim_cfg.secret_token.expose(), &ts, body))
+        .post_webhook_raw(
+            body,
+            &ts,
+            &sign(app.sim_cfg.secret_token.expose(), &ts, body),
+        )
         .await;
     let code = resp.status().as_u16();
     (code, resp.json().await.unwrap_or(Value::Null))
@@ -62,10 +66,18 @@ async fn with_redis_stopped_webhooks_are_5xx_and_ready_says_so_then_retries_are_
     let during = started("E-during", 0);
     let (code, body) = post(app, &during).await;
     assert!((500..600).contains(&code), "{code} {body}");
-    assert!(body["reason"].as_str().is_some_and(|r| r.contains("Zoom will retry")), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Zoom will retry")),
+        "{body}"
+    );
     let (code, body) = status_of(app, "/ready").await;
     assert_eq!(code, 503, "{body}");
-    assert!(body["reason"].as_str().is_some_and(|r| r.contains("redis")), "{body}");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| r.contains("redis")),
+        "{body}"
+    );
     let (code, body) = status_of(app, "/api/engagement/active").await;
     assert_eq!(code, 503, "never an empty answer that looks true: {body}");
     assert!(body["reason"].is_string(), "{body}");
@@ -78,7 +90,10 @@ async fn with_redis_stopped_webhooks_are_5xx_and_ready_says_so_then_retries_are_
         (code == 200).then_some(body)
     })
     .await;
-    assert_eq!(status["status"], "accepted", "no key was left by the refusal");
+    assert_eq!(
+        status["status"], "accepted",
+        "no key was left by the refusal"
+    );
     eventually("the retried webhook took effect", || async {
         is_active(app, "E-during").await.then_some(())
     })
@@ -176,7 +191,10 @@ async fn a_full_disk_gives_5xx_and_the_store_recovers_without_a_restart_once_spa
         (code == 200).then_some(reply)
     })
     .await;
-    assert_eq!(reply["status"], "accepted", "no key was left by the refusal");
+    assert_eq!(
+        reply["status"], "accepted",
+        "no key was left by the refusal"
+    );
     eventually("ready again, same process", || async {
         (status_of(&app, "/ready").await.0 == 200).then_some(())
     })
