@@ -181,7 +181,7 @@ async fn apply(dispatcher: &Dispatcher, plain: &[u8]) -> Result<(), StoreError> 
 
 /// Wait before retrying after `failures` failed attempts in a row: doubling
 /// from 100 ms, at most 5 s.
-fn backoff(failures: u32) -> Duration {
+pub fn backoff(failures: u32) -> Duration {
     let ms = 100u64.saturating_mul(1u64 << failures.saturating_sub(1).min(6));
     Duration::from_millis(ms.min(5_000))
 }

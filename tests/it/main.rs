@@ -30,4 +30,5 @@ mod sim_support;
 mod sim_webhooks;
 mod store;
 mod store_faults;
+mod token_faults;
 mod webhooks;
