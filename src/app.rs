@@ -168,6 +168,8 @@ impl App {
             bus: state.bus.clone(),
             engagements: state.engagements.clone(),
             rtms: state.rtms.clone(),
+            store: state.store.clone(),
+            zoom: state.zoom.clone(),
         };
         state
             .inbox

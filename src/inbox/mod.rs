@@ -156,6 +156,7 @@ fn ordering_key(envelope: &Envelope) -> Option<String> {
         | WebhookEvent::RtmsStarted { engagement_id, .. }
         | WebhookEvent::RtmsStopped { engagement_id, .. }
         | WebhookEvent::RtmsInterrupted { engagement_id, .. } => Some(engagement_id.clone()),
+        WebhookEvent::AppDeauthorized { user_id, .. } => Some(format!("user:{user_id}")),
         WebhookEvent::UrlValidation { .. } | WebhookEvent::Other { .. } => None,
     }
 }

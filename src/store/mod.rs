@@ -351,6 +351,42 @@ impl Store {
         }
     }
 
+    /// Delete what is kept about a user who removed the app: their tokens,
+    /// their user → account entry, and the account's installer entry when it
+    /// names them. Browser sessions issued before `at_ms` stop resolving
+    /// (a revocation kept as long as a session lives). Idempotent.
+    pub async fn forget_user(
+        &self,
+        account_id: &str,
+        user_id: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        backend!(self.take(self.token_key(account_id, user_id)))?;
+        backend!(self.take(self.user_key(user_id)))?;
+        if self.account_installer(account_id).await?.as_deref() == Some(user_id) {
+            backend!(self.take(self.account_key(account_id)))?;
+        }
+        let ttl = Duration::from_millis(crate::session::SESSION_TTL_MS.unsigned_abs());
+        self.put_sealed(self.revoked_key(user_id), &at_ms, Some(ttl))
+            .await
+    }
+
+    fn revoked_key(&self, user_id: &str) -> String {
+        self.key("revoked", &self.sealer.key_id(&[user_id]))
+    }
+
+    /// When a user's sessions were revoked (they removed the app), if within
+    /// a session's lifetime.
+    pub async fn sessions_revoked_at(&self, user_id: &str) -> Result<Option<i64>, StoreError> {
+        self.get_sealed(self.revoked_key(user_id)).await
+    }
+
+    /// Delete an engagement's record and index entry. Idempotent.
+    pub async fn delete_engagement(&self, engagement_id: &str) -> Result<(), StoreError> {
+        backend!(self.take(self.key("engagement", engagement_id)))?;
+        backend!(self.set_remove(self.active_set(), engagement_id.to_owned()))
+    }
+
     /// Write raw bytes where a user's tokens live (for corruption tests).
     #[doc(hidden)]
     pub async fn put_raw_tokens(
