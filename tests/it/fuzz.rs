@@ -56,13 +56,14 @@ fn odd_value(rng: &mut StdRng) -> Value {
 fn mutate(v: &mut Value, rng: &mut StdRng) {
     let fields = ["event", "event_ts", "payload"];
     let f = fields[rng.gen_range(0..fields.len())];
-    if f == "payload" && rng.gen_bool(0.7) {
-        if let Some(p) = v["payload"].as_object_mut() {
-            let keys: Vec<String> = p.keys().cloned().collect();
-            if let Some(k) = keys.get(rng.gen_range(0..keys.len().max(1))) {
-                p.insert(k.clone(), odd_value(rng));
-                return;
-            }
+    if f == "payload"
+        && rng.gen_bool(0.7)
+        && let Some(p) = v["payload"].as_object_mut()
+    {
+        let keys: Vec<String> = p.keys().cloned().collect();
+        if let Some(k) = keys.get(rng.gen_range(0..keys.len().max(1))) {
+            p.insert(k.clone(), odd_value(rng));
+            return;
         }
     }
     v[f] = odd_value(rng);
