@@ -42,7 +42,7 @@ async fn post_started(rig: &Rig, base: &str, engagement: &str, stream: &str, ts_
 async fn streams_active(rig: &Rig, base: &str) -> u64 {
     let v: serde_json::Value = rig
         .app
-        .client
+        .operator
         .get(format!("{base}/api/stats"))
         .send()
         .await
@@ -68,7 +68,7 @@ async fn a_stream_is_consumed_by_one_instance_and_taken_over_when_it_stops() {
     post_started(&rig, &other, &id, &stream, now_secs() * 1000 + 1).await;
     let lines = eventually("the other instance declines", || async {
         let v: serde_json::Value = app
-            .client
+            .operator
             .get(format!("{other}/api/webhooks/events?engagement_id={id}"))
             .send()
             .await
@@ -116,7 +116,7 @@ async fn a_stream_is_consumed_by_one_instance_and_taken_over_when_it_stops() {
 async fn status_lines(rig: &Rig, base: &str, query: &str) -> Vec<String> {
     let v: serde_json::Value = rig
         .app
-        .client
+        .operator
         .get(format!("{base}/api/webhooks/events{query}"))
         .send()
         .await
@@ -155,8 +155,12 @@ async fn a_page_on_another_instance_sees_the_stream_live() {
     .await;
 
     let id = app.sim.create_engagement().await.expect("engagement");
-    let mut feed =
-        crate::helpers::Sse::open(&format!("{other}/api/events?engagement_id={id}")).await;
+    let mut feed = crate::helpers::Sse::open_with(
+        crate::helpers::streaming_client()
+            .get(format!("{other}/api/events?engagement_id={id}"))
+            .bearer_auth(&app.admin_token),
+    )
+    .await;
     app.sim.start_rtms(&id).await.expect("start");
     feed.wait_for_status("Starting RTMS connection").await;
     feed.wait_for_status("Received 50 audio chunks").await;
