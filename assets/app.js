@@ -4,7 +4,7 @@
 // inline script or style; styles set through CSSOM only.
 import "./csp.js";
 import { ApiError, getJSON, postJSON } from "./api.js";
-import { connect, EngagementTracker, followEngagement } from "./zoom.js";
+import { authorizeInClient, canAuthorizeInClient, connect, EngagementTracker, followEngagement } from "./zoom.js";
 import { LiveFeed } from "./live.js";
 import { $, clock, count, dbText, meterFraction, setState, setText, show } from "./view.js";
 
@@ -17,6 +17,8 @@ const state = {
   mode: meta("zcc-mode"), // demo | zoom
   inZoom: null, // null while finding out
   runningContext: null,
+  zoom: null, // {sdk, config} inside Zoom
+  authorizing: false, // in-client OAuth running
   session: null, // {userId, accountId, expiresAt}
   auth: null, // /api/auth/status
   sdkEngagement: null, // merged SDK view
@@ -177,6 +179,8 @@ function renderAuth() {
   const connect = $("connect");
   if (a && a.installUrl) connect.href = a.installUrl;
   connect.hidden = !(a && !a.error && !authorized());
+  connect.setAttribute("aria-disabled", String(state.authorizing));
+  connect.textContent = state.authorizing ? "Connecting…" : "Connect to Zoom";
 }
 
 function renderEngagement() {
@@ -448,6 +452,36 @@ async function bindAppContext(sdk) {
   }
 }
 
+/** Inside Zoom: in-client OAuth, no new tab. Outside: the install page. */
+function connectZoom() {
+  if (state.zoom && canAuthorizeInClient(state.zoom.config)) connectInClient();
+  else window.open($("connect").href, "_blank", "noopener");
+}
+
+async function connectInClient() {
+  if (state.authorizing) return;
+  state.authorizing = true;
+  renderAuth();
+  try {
+    const challenge = await getJSON("/api/auth/challenge");
+    const granted = await authorizeInClient(state.zoom.sdk, challenge);
+    await postJSON("/api/auth/exchange", granted);
+    clearAlert("auth");
+  } catch (e) {
+    const reason = e instanceof ApiError ? e.reason : e.message;
+    alert("auth", `Couldn't connect to Zoom: ${reason}.`, "error", { label: "Retry", run: connectZoom });
+  } finally {
+    state.authorizing = false;
+    await refreshAuth();
+  }
+}
+
+$("connect").addEventListener("click", (e) => {
+  if (!state.zoom || !canAuthorizeInClient(state.zoom.config)) return; // the link opens the install page
+  e.preventDefault();
+  connectInClient();
+});
+
 // ---------- Start / Stop ----------
 
 async function control(action) {
@@ -465,7 +499,7 @@ async function control(action) {
       state.auth = { ...(state.auth || {}), authenticated: true, needsAuth: true };
       alert("control", `Couldn't ${action} RTMS: ${reason}. Connect to Zoom again, then retry.`, "error", {
         label: "Connect to Zoom",
-        run: () => window.open($("connect").href, "_blank", "noopener"),
+        run: connectZoom,
       });
       renderAuth();
     } else {
@@ -520,6 +554,7 @@ async function start() {
   }
   if (zoom) {
     state.inZoom = true;
+    state.zoom = zoom;
     document.documentElement.dataset.zoom = "inside";
     state.runningContext = zoom.config.runningContext;
     await bindAppContext(zoom.sdk);

@@ -8,12 +8,19 @@ export const CAPABILITIES = [
   "getAppContext",
   "onEngagementStatusChange",
   "onEngagementContextChange",
+  "authorize",
+  "onAuthorized",
 ];
+
+const AUTHORIZE_TIMEOUT_MS = 120000;
 
 const LOAD_TIMEOUT_MS = 8000;
 
+// Resolves with nothing: Zoom's SDK object is a Proxy that turns any unknown
+// property into an API call, `then` included, so a promise resolved with it
+// would call `zoomSdk.then(…)` and never settle. Read window.zoomSdk after.
 function loadScript(url) {
-  if (window.zoomSdk) return Promise.resolve(window.zoomSdk);
+  if (window.zoomSdk) return Promise.resolve();
   if (!url) return Promise.reject(new Error("no Apps SDK URL configured"));
   return new Promise((resolve, reject) => {
     const script = document.createElement("script");
@@ -22,7 +29,7 @@ function loadScript(url) {
     script.async = true;
     script.addEventListener("load", () => {
       clearTimeout(timer);
-      if (window.zoomSdk) resolve(window.zoomSdk);
+      if (window.zoomSdk) resolve();
       else reject(new Error("the Apps SDK loaded but defines no zoomSdk"));
     });
     script.addEventListener("error", () => {
@@ -35,7 +42,8 @@ function loadScript(url) {
 
 /** Load and configure the SDK. Resolves `{sdk, config}` or rejects. */
 export async function connect(url) {
-  const sdk = await loadScript(url);
+  await loadScript(url);
+  const sdk = window.zoomSdk;
   // The real SDK may throw synchronously outside Zoom; treat it like a rejection.
   const config = await Promise.resolve().then(() =>
     sdk.config({ capabilities: CAPABILITIES, version: "0.16" }),
@@ -90,4 +98,37 @@ export async function followEngagement(sdk, tracker) {
   } catch {
     // Same as above; webhooks still tell us.
   }
+}
+
+/** Whether this client offers in-client OAuth (`authorize` + `onAuthorized`). */
+export function canAuthorizeInClient(config) {
+  const unsupported = (config && config.unsupportedApis) || [];
+  return !unsupported.includes("authorize") && !unsupported.includes("onAuthorized");
+}
+
+/**
+ * In-client OAuth: `authorize` with the server's PKCE challenge, then the
+ * code arrives in `onAuthorized` (matched by `state`). Resolves
+ * `{code, state, redirectUri}`; rejects on refusal or after two minutes.
+ */
+export function authorizeInClient(sdk, challenge) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sdk.removeEventListener("onAuthorized", onAuthorized);
+      reject(new Error("Zoom did not complete the authorization"));
+    }, AUTHORIZE_TIMEOUT_MS);
+    function onAuthorized(e) {
+      if (!e || e.state !== challenge.state) return;
+      clearTimeout(timer);
+      sdk.removeEventListener("onAuthorized", onAuthorized);
+      if (e.result === false || !e.code) reject(new Error("the authorization was not granted"));
+      else resolve({ code: e.code, state: e.state, redirectUri: e.redirectUri || location.href });
+    }
+    sdk.addEventListener("onAuthorized", onAuthorized);
+    sdk.authorize({ codeChallenge: challenge.codeChallenge, state: challenge.state }).catch((e) => {
+      clearTimeout(timer);
+      sdk.removeEventListener("onAuthorized", onAuthorized);
+      reject(e);
+    });
+  });
 }

@@ -18,7 +18,7 @@ use crate::demo;
 use crate::dispatch::{self, Dispatcher};
 use crate::engagements::Engagements;
 use crate::rtms::RtmsManager;
-use crate::rtms::manager::SessionDeps;
+use crate::rtms::SessionDeps;
 use crate::sim::{SimConfig, Simulator};
 use crate::status::StatusBus;
 use crate::store::{Backend, Store};
@@ -104,7 +104,7 @@ impl App {
             },
             cancel.child_token(),
             tracker.clone(),
-            store.is_shared().then(|| crate::rtms::manager::Leases {
+            store.is_shared().then(|| crate::rtms::lease::Leases {
                 store: store.clone(),
                 owner: format!("instance-{}", crate::config::random_hex(8)),
             }),

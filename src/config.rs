@@ -170,6 +170,10 @@ pub struct SimulateArgs {
     /// Keep-alive period of the RTMS sockets, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub keepalive_ms: u64,
+    /// Serve Zoom's Apps SDK at /sim/appssdk.js instead of the stand-in: the
+    /// CommonJS build of the npm package @zoom/appssdk (dist/sdk.module.js).
+    #[arg(long)]
+    pub apps_sdk: Option<std::path::PathBuf>,
 }
 
 /// `Some("***")` for a set secret, so `Debug` output shows presence only.

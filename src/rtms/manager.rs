@@ -13,99 +13,22 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use std::time::Duration;
-
-use super::session::{Control, Outcome, Session};
-use crate::config::RtmsConfig;
-use crate::secret::Secret;
-use crate::status::{Level, StatusBus};
-use crate::store::Store;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamSpec {
-    pub engagement_id: String,
-    pub rtms_stream_id: String,
-    pub server_urls: String,
-}
-
-/// What every session needs.
-#[derive(Clone)]
-pub struct SessionDeps {
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub bus: StatusBus,
-    pub config: RtmsConfig,
-    pub counters: Arc<EngineCounters>,
-}
-
-/// Engine-wide counters. Sessions add to them a few times a second, never
-/// per frame, so the audio path touches no shared cache line.
-#[derive(Debug, Default)]
-pub struct EngineCounters {
-    pub frames: AtomicU64,
-    pub transcripts: AtomicU64,
-    pub sessions_started: AtomicU64,
-    pub sessions_failed: AtomicU64,
-    pub reconnects: AtomicU64,
-}
-
-impl EngineCounters {
-    pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::json!({
-            "frames": self.frames.load(Ordering::Relaxed),
-            "transcripts": self.transcripts.load(Ordering::Relaxed),
-            "sessions_started": self.sessions_started.load(Ordering::Relaxed),
-            "sessions_failed": self.sessions_failed.load(Ordering::Relaxed),
-            "reconnects": self.reconnects.load(Ordering::Relaxed),
-        })
-    }
-}
+use super::lease::Leases;
+use super::session::Session;
+use super::transport::Tungstenite;
+use super::{Control, EngineCounters, Outcome, SessionDeps, StreamSpec};
+use crate::status::Level;
 
 /// How long an instance tries to adopt an interrupted stream whose owner
 /// is gone (Zoom waits about 60 s for a reconnection).
 const ADOPT_WINDOW: Duration = Duration::from_secs(60);
-
-/// What a stream lease holds: its owner and what another instance needs to
-/// take the stream over.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct LeaseValue {
-    owner: String,
-    engagement_id: String,
-    server_urls: String,
-}
-
-/// Stream ownership across instances.
-#[derive(Clone)]
-pub struct Leases {
-    pub store: Store,
-    /// This instance's id.
-    pub owner: String,
-}
-
-/// The outcome of leasing a stream.
-enum Claim {
-    /// Single instance: no leases.
-    Unleased,
-    /// Ours, renewed until the token is cancelled.
-    Held(Held),
-    /// Another instance consumes it.
-    Elsewhere,
-}
-
-/// A lease this instance holds.
-struct Held {
-    store: Store,
-    /// The exact value claimed (renew and release compare it).
-    value: String,
-    renewer: CancellationToken,
-}
 
 struct Entry {
     engagement_id: String,
@@ -206,21 +129,40 @@ impl RtmsManager {
         let span = tracing::info_span!("rtms", engagement_id = %spec.engagement_id, rtms_stream_id = %spec.rtms_stream_id);
         let stream_id = spec.rtms_stream_id.clone();
         let lease_spec = spec.clone();
-        let session = Session::new(spec, self.inner.deps.clone(), cancel.clone(), control_rx);
+        let connector = Tungstenite::new(self.inner.deps.tls.clone());
+        let session = Session::new(
+            spec,
+            self.inner.deps.clone(),
+            connector,
+            cancel.clone(),
+            control_rx,
+        );
         let manager = self.clone();
         self.inner.tracker.spawn(
             async move {
-                let claim = manager.claim(&lease_spec, &cancel).await;
-                if let Claim::Elsewhere = claim {
-                    manager.finished(&stream_id, generation);
-                    return Outcome::Stopped;
-                }
-                let outcome: Outcome = session.run().await;
-                if let Claim::Held(held) = claim {
-                    held.renewer.cancel();
-                    if let Err(e) = held.store.release_stream(&stream_id, &held.value).await {
-                        tracing::warn!(error = %e, "releasing the stream lease");
+                let held = match &manager.inner.leases {
+                    None => None,
+                    Some(leases) => {
+                        let deps = &manager.inner.deps;
+                        let claimed = leases
+                            .claim(
+                                &lease_spec,
+                                deps.config.lease_ttl,
+                                &cancel,
+                                &deps.bus,
+                                &manager.inner.tracker,
+                            )
+                            .await;
+                        if claimed.is_none() {
+                            manager.finished(&stream_id, generation);
+                            return Outcome::Stopped;
+                        }
+                        claimed
                     }
+                };
+                let outcome: Outcome = session.run().await;
+                if let Some(held) = held {
+                    held.release().await;
                 }
                 if matches!(outcome, Outcome::Failed(_)) {
                     manager
@@ -236,77 +178,6 @@ impl RtmsManager {
             .instrument(span),
         );
         Started::New
-    }
-
-    /// Take the stream's lease (when leasing) and keep renewing it; losing it
-    /// cancels the session.
-    async fn claim(&self, spec: &StreamSpec, session: &CancellationToken) -> Claim {
-        let Some(leases) = self.inner.leases.clone() else {
-            return Claim::Unleased;
-        };
-        let (stream_id, engagement_id) =
-            (spec.rtms_stream_id.as_str(), spec.engagement_id.as_str());
-        let value = serde_json::to_string(&LeaseValue {
-            owner: leases.owner.clone(),
-            engagement_id: spec.engagement_id.clone(),
-            server_urls: spec.server_urls.clone(),
-        })
-        .unwrap_or_default();
-        let ttl = self.inner.deps.config.lease_ttl;
-        match leases.store.claim_stream(stream_id, &value, ttl).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!("stream is consumed by another instance");
-                self.inner.deps.bus.status(
-                    Some(engagement_id),
-                    Level::Info,
-                    "RTMS stream is consumed by another instance",
-                );
-                return Claim::Elsewhere;
-            }
-            // Availability first: without the store we still consume, and
-            // say so.
-            Err(e) => tracing::warn!(error = %e, "cannot lease the stream; consuming it anyway"),
-        }
-        let renewer = session.child_token();
-        let (stop, store, owner, id) = (
-            renewer.clone(),
-            leases.store.clone(),
-            value.clone(),
-            stream_id.to_owned(),
-        );
-        let (bus, engagement, session) = (
-            self.inner.deps.bus.clone(),
-            engagement_id.to_owned(),
-            session.clone(),
-        );
-        self.inner.tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(ttl / 3) => {}
-                }
-                match store.renew_stream(&id, &owner, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(rtms_stream_id = %id, "stream lease lost; stopping");
-                        bus.status(
-                            Some(&engagement),
-                            Level::Warning,
-                            "RTMS stream taken over by another instance",
-                        );
-                        session.cancel();
-                        return;
-                    }
-                    Err(e) => tracing::warn!(rtms_stream_id = %id, error = %e, "renewing the stream lease"),
-                }
-            }
-        });
-        Claim::Held(Held {
-            store: leases.store,
-            value,
-            renewer,
-        })
     }
 
     fn finished(&self, stream_id: &str, generation: u64) {
@@ -360,8 +231,8 @@ impl RtmsManager {
         let Some(leases) = &self.inner.leases else {
             return;
         };
-        let held: Option<LeaseValue> = match leases.store.stream_lease(stream_id).await {
-            Ok(v) => v.and_then(|v| serde_json::from_str(&v).ok()),
+        let held = match leases.holder(stream_id).await {
+            Ok(v) => v,
             Err(e) => {
                 tracing::warn!(rtms_stream_id = %stream_id, error = %e, "reading the stream lease");
                 None

@@ -55,6 +55,18 @@ pub mod session_state {
     pub const STOPPED: i64 = 5;
 }
 
+/// RTMS_ZCC_VOICE_EVENT_TYPE: the ZCC voice events (protocol doc §11.2).
+pub mod voice_event {
+    pub const CONSUMER_ANSWERED: i64 = 8;
+    pub const CONSUMER_END: i64 = 9;
+    pub const USER_ANSWERED: i64 = 10;
+    pub const USER_END: i64 = 11;
+    pub const USER_HOLD: i64 = 12;
+    pub const USER_UNHOLD: i64 = 13;
+    pub const TRANSFER_INITIATED: i64 = 18;
+    pub const TRANSFER_COMPLETED: i64 = 21;
+}
+
 /// A few RTMS_STATUS_CODE values the client treats specially (§16.1).
 pub mod status {
     pub const OK: i64 = 0;
@@ -309,13 +321,22 @@ impl EventSubscription {
     pub fn zcc_voice() -> Self {
         Self {
             msg_type: msg::EVENT_SUBSCRIPTION,
-            events: [8, 9, 10, 11, 12, 13, 18, 21]
-                .into_iter()
-                .map(|event_type| EventToggle {
-                    event_type,
-                    subscribe: true,
-                })
-                .collect(),
+            events: [
+                voice_event::CONSUMER_ANSWERED,
+                voice_event::CONSUMER_END,
+                voice_event::USER_ANSWERED,
+                voice_event::USER_END,
+                voice_event::USER_HOLD,
+                voice_event::USER_UNHOLD,
+                voice_event::TRANSFER_INITIATED,
+                voice_event::TRANSFER_COMPLETED,
+            ]
+            .into_iter()
+            .map(|event_type| EventToggle {
+                event_type,
+                subscribe: true,
+            })
+            .collect(),
         }
     }
 }
@@ -613,20 +634,6 @@ pub fn decode(bytes: &[u8]) -> Result<Incoming<'_>, DecodeError> {
     })
 }
 
-/// RMS of little-endian 16-bit PCM as a fraction of full scale (0.0 … 1.0).
-pub fn l16_rms(pcm: &[u8]) -> f32 {
-    let samples = pcm.len() / 2;
-    if samples == 0 {
-        return 0.0;
-    }
-    let mut sum = 0f64;
-    for pair in pcm.chunks_exact(2) {
-        let s = i16::from_le_bytes([pair[0], pair[1]]) as f64;
-        sum += s * s;
-    }
-    ((sum / samples as f64).sqrt() / 32768.0) as f32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,15 +783,5 @@ mod tests {
             decode(br#"{"msg_type":14}"#),
             Err(DecodeError::Missing { .. })
         ));
-    }
-
-    #[test]
-    fn rms_of_full_scale_square_is_one_and_silence_is_zero() {
-        let loud: Vec<u8> = (0..320)
-            .flat_map(|i| if i % 2 == 0 { i16::MAX } else { -i16::MAX }.to_le_bytes())
-            .collect();
-        assert!((l16_rms(&loud) - 1.0).abs() < 0.001);
-        assert_eq!(l16_rms(&[0u8; 640]), 0.0);
-        assert_eq!(l16_rms(&[]), 0.0);
     }
 }

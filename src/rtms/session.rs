@@ -2,209 +2,90 @@
 //!
 //! Connects to the signaling URL, handshakes, opens the audio socket (and a
 //! transcript socket when Zoom offers one), sends CLIENT_READY_ACK, answers
-//! keep-alives on every socket, and measures audio per channel. Reconnects
-//! from scratch after a lost connection (protocol doc §17), stops on
-//! TERMINATED, on cancel, or when the reconnection window is spent.
+//! keep-alives on every socket, and measures audio per channel. What to do
+//! when a connection ends is the [`reconnect`](super::reconnect) policy's
+//! call; this loop carries it out. Sockets being left (stop, fail-over,
+//! reconnection) are closed and read to their end, so frames Zoom already
+//! sent are counted. Generic over the WebSocket client ([`Connect`]), so the
+//! loop runs on in-memory sockets in tests. Never decides stream ownership.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior, timeout};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use super::manager::{SessionDeps, StreamSpec};
-use super::protocol::{self, Incoming, media_type, session_state, status, stream_state};
-use crate::status::{ChannelView, Level, StreamView, TranscriptLine};
-use crate::time::{now_ms, rfc3339_ms};
+use super::meter::Meter;
+use super::protocol::{self, Incoming, media_type, session_state, stream_state};
+use super::reconnect::{self, Ended, Policy, Step};
+use super::transport::{CLOSE_AWAY, CLOSE_NORMAL, Connect, WsMessage};
+use super::{Control, Outcome, SessionDeps, StreamSpec};
+use crate::status::{Level, TranscriptLine};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub use super::meter::CHUNK_REPORT_EVERY;
 
-/// Every how many audio frames a "Received N audio chunks" line is published.
-pub const CHUNK_REPORT_EVERY: u64 = 50;
-/// How often the stream view (meters, counts) is published while streaming.
+/// How often the stream view (meters, counts) is published while streaming;
+/// also the resolution of the silence checks.
 const VIEW_INTERVAL: Duration = Duration::from_millis(200);
-/// How long after losing the connection we keep trying (Zoom waits ~60 s).
-const RECONNECT_WINDOW: Duration = Duration::from_secs(60);
 /// An interruption notice is acted on when nothing is heard for this long
 /// (while data flows, it is about a connection we already replaced).
 const INTERRUPT_STALE_AFTER: Duration = Duration::from_secs(1);
 /// Most buffered audio messages handled per wake before other sockets get a turn.
 const DRAIN_BURST: usize = 16;
-/// Largest RTMS message accepted (an audio frame is ~1 KB).
-const MAX_MESSAGE: usize = 1 << 20;
+/// How long sockets being left are read for what Zoom already sent.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Sent to a running session by the manager.
-#[derive(Debug)]
-pub enum Control {
-    /// Zoom re-sent `voice_rtms_started` (server failover): redo the
-    /// connection, possibly at a new URL.
-    Restart { server_urls: String },
-    /// Zoom says our signaling dropped (`voice_rtms_interrupted`).
-    Interrupted,
-}
+type Socket<C> = <C as Connect>::Socket;
+type Next<C> = Option<Result<<C as Connect>::Message, <C as Connect>::Error>>;
 
-/// Why one connection attempt ended.
-#[derive(Debug)]
-enum Ended {
-    /// The stream is over (TERMINATED / session STOPPED).
-    Terminated { reason: i64 },
-    /// Asked to stop (stopped webhook, engagement ended, shutdown).
-    Cancelled,
-    /// Connection lost or refused transiently: try again.
-    Lost(String),
-    /// Refused for good (bad signature, unknown stream, …).
-    Refused { code: i64, reason: String },
-    /// Restart requested with this URL.
-    Restart(String),
-}
-
-/// How the whole session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Terminated { reason: i64 },
-    Stopped,
-    Failed(String),
-}
-
-#[derive(Debug, Default)]
-struct Channel {
-    id: String,
-    role: &'static str,
-    frames: u64,
-    level: f32,
-    peak: f32,
-}
-
-/// Per-stream counters and the scratch buffer; lives across reconnections.
-struct Meter {
-    channels: Vec<Channel>,
-    frames: u64,
-    transcripts: u64,
-    /// Frames / transcripts already added to the engine counters.
-    flushed: (u64, u64),
-    pcm: Vec<u8>,
-    dirty: bool,
-}
-
-impl Meter {
-    fn new() -> Self {
-        Self {
-            channels: Vec::with_capacity(2),
-            frames: 0,
-            transcripts: 0,
-            flushed: (0, 0),
-            pcm: Vec::with_capacity(4096),
-            dirty: true,
-        }
-    }
-
-    fn channel(&mut self, id: &str) -> &mut Channel {
-        let pos = match self.channels.iter().position(|c| c.id == id) {
-            Some(pos) => pos,
-            None => {
-                self.channels.push(Channel {
-                    id: id.to_owned(),
-                    ..Channel::default()
-                });
-                self.channels.len() - 1
-            }
-        };
-        &mut self.channels[pos]
-    }
-
-    /// Count and measure one audio frame. Returns true on every
-    /// [`CHUNK_REPORT_EVERY`]th frame.
-    fn audio(&mut self, frame: &protocol::AudioFrame<'_>) -> bool {
-        self.pcm.clear();
-        let level = match base64::engine::general_purpose::STANDARD
-            .decode_vec(frame.data.as_bytes(), &mut self.pcm)
-        {
-            Ok(()) => protocol::l16_rms(&self.pcm),
-            Err(_) => 0.0,
-        };
-        let ch = self.channel(&frame.channel);
-        ch.frames += 1;
-        ch.level = level;
-        ch.peak = ch.peak.max(level);
-        self.frames += 1;
-        self.dirty = true;
-        self.frames.is_multiple_of(CHUNK_REPORT_EVERY)
-    }
-
-    fn view(&mut self, spec: &StreamSpec, state: &str) -> StreamView {
-        let channels = self
-            .channels
-            .iter_mut()
-            .map(|c| {
-                let v = ChannelView {
-                    channel_id: c.id.clone(),
-                    role: c.role.to_owned(),
-                    frames: c.frames,
-                    level: c.level,
-                    peak: c.peak,
-                };
-                c.peak = c.level;
-                v
-            })
-            .collect();
-        self.dirty = false;
-        StreamView {
-            engagement_id: spec.engagement_id.clone(),
-            rtms_stream_id: spec.rtms_stream_id.clone(),
-            state: state.to_owned(),
-            frames: self.frames,
-            transcripts: self.transcripts,
-            channels,
-            updated_at: rfc3339_ms(now_ms()),
-        }
-    }
-}
-
-pub struct Session {
+pub struct Session<C: Connect> {
     spec: StreamSpec,
     deps: SessionDeps,
+    connector: C,
     cancel: CancellationToken,
     control: mpsc::Receiver<Control>,
     meter: Meter,
     sequence: u64,
     /// The current connection attempt reached streaming.
     streamed: bool,
-    /// When any socket last delivered a message.
-    last_heard: Instant,
+    /// Messages received on any socket (the clock is read per tick, not per
+    /// message).
+    heard: u64,
 }
 
-/// Where and how the media sockets of a connection were opened.
+/// Where and how the audio socket of a connection was opened.
 struct MediaPlan {
     audio_url: String,
     audio_kind: u32,
     signature: String,
 }
 
-impl Session {
+/// When anything was last heard, kept per tick.
+struct Silence {
+    heard: u64,
+    at: Instant,
+}
+
+impl<C: Connect> Session<C> {
     pub fn new(
         spec: StreamSpec,
         deps: SessionDeps,
+        connector: C,
         cancel: CancellationToken,
         control: mpsc::Receiver<Control>,
     ) -> Self {
         Self {
             spec,
             deps,
+            connector,
             cancel,
             control,
             meter: Meter::new(),
             sequence: rand::random::<u32>() as u64,
             streamed: false,
-            last_heard: Instant::now(),
+            heard: 0,
         }
     }
 
@@ -215,15 +96,12 @@ impl Session {
     }
 
     fn publish_view(&mut self, state: &str) {
+        let (frames, transcripts) = self.meter.unflushed();
         let counters = &self.deps.counters;
+        counters.frames.fetch_add(frames, Ordering::Relaxed);
         counters
-            .frames
-            .fetch_add(self.meter.frames - self.meter.flushed.0, Ordering::Relaxed);
-        counters.transcripts.fetch_add(
-            self.meter.transcripts - self.meter.flushed.1,
-            Ordering::Relaxed,
-        );
-        self.meter.flushed = (self.meter.frames, self.meter.transcripts);
+            .transcripts
+            .fetch_add(transcripts, Ordering::Relaxed);
         let view = self.meter.view(&self.spec, state);
         self.deps.bus.stream(view);
     }
@@ -233,70 +111,42 @@ impl Session {
         self.status(Level::Info, "Starting RTMS connection");
         self.publish_view("connecting");
         let mut url = self.spec.server_urls.clone();
-        let mut lost_since: Option<Instant> = None;
-        let mut attempt: u32 = 0;
+        let mut policy = Policy::new();
         let outcome = loop {
             self.streamed = false;
             let ended = self.connect_and_stream(&url).await;
-            if self.streamed {
-                // Media flowed: a later loss starts a fresh reconnection window.
-                lost_since = None;
-                attempt = 0;
-            }
-            match ended {
-                Ended::Terminated { reason } => break Outcome::Terminated { reason },
-                Ended::Cancelled => break Outcome::Stopped,
+            match &ended {
+                Ended::Refused { code, reason } => {
+                    tracing::warn!(code, %reason, "RTMS handshake refused");
+                }
                 Ended::Restart(new_url) => {
                     tracing::info!(%new_url, "restarting stream connection");
-                    self.status(Level::Warning, "RTMS server changed, reconnecting");
-                    url = new_url;
-                    attempt = 0;
-                    lost_since = None;
                 }
-                Ended::Refused { code, reason } => {
-                    let name = protocol::status_name(code);
-                    tracing::warn!(code, %reason, "RTMS handshake refused");
-                    // A duplicate signaling connection is transient while the
-                    // server forgets our previous socket (§4).
-                    if code == status::DUPLICATE_SIGNAL_REQUEST && attempt < 3 {
-                        attempt += 1;
-                        if !self
-                            .backoff(Duration::from_millis(1500) * 2u32.pow(attempt - 1))
-                            .await
-                        {
-                            break Outcome::Stopped;
-                        }
-                        continue;
+                Ended::Lost(why) => tracing::warn!(%why, "RTMS connection lost"),
+                _ => {}
+            }
+            match policy.decide(ended, self.streamed, Instant::now()) {
+                Step::Stop(outcome) => break outcome,
+                Step::Retry {
+                    after,
+                    url: new_url,
+                    notice,
+                    reconnect,
+                } => {
+                    if let Some(new_url) = new_url {
+                        url = new_url;
                     }
-                    let detail = if reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {reason}")
-                    };
-                    break Outcome::Failed(format!(
-                        "RTMS handshake refused: {name} ({code}){detail}"
-                    ));
-                }
-                Ended::Lost(why) => {
-                    let since = *lost_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= RECONNECT_WINDOW {
-                        break Outcome::Failed(format!("RTMS connection lost: {why}"));
+                    if let Some(notice) = notice {
+                        self.status(Level::Warning, notice);
                     }
-                    tracing::warn!(%why, attempt, "RTMS connection lost, reconnecting");
-                    if attempt == 0 {
-                        self.status(
-                            Level::Warning,
-                            format!("RTMS connection lost ({why}), reconnecting"),
-                        );
+                    if reconnect {
+                        self.publish_view("reconnecting");
+                        self.deps
+                            .counters
+                            .reconnects
+                            .fetch_add(1, Ordering::Relaxed);
                     }
-                    self.publish_view("reconnecting");
-                    self.deps
-                        .counters
-                        .reconnects
-                        .fetch_add(1, Ordering::Relaxed);
-                    let delay = Duration::from_millis(500) * 2u32.pow(attempt.min(6));
-                    attempt += 1;
-                    if !self.backoff(delay.min(Duration::from_secs(30))).await {
+                    if !self.backoff(after).await {
                         break Outcome::Stopped;
                     }
                 }
@@ -317,8 +167,9 @@ impl Session {
             }
             Outcome::Stopped => self.publish_view("stopped"),
         }
+        let frames = self.meter.frames();
         self.status(Level::Success, "RTMS stopped");
-        tracing::info!(frames = self.meter.frames, ?outcome, "RTMS session ended");
+        tracing::info!(frames, ?outcome, "RTMS session ended");
         outcome
     }
 
@@ -335,36 +186,29 @@ impl Session {
         self.sequence
     }
 
-    async fn connect(&self, url: &str) -> Result<Ws, String> {
-        // Small buffers: a stream has up to three sockets and an instance
-        // thousands of streams; RTMS messages are about 1 KB.
-        let mut config = WebSocketConfig::default();
-        config.max_message_size = Some(MAX_MESSAGE);
-        config.max_frame_size = Some(MAX_MESSAGE);
-        config.read_buffer_size = 16 * 1024;
-        config.write_buffer_size = 0;
-        config.max_write_buffer_size = 1 << 20;
-        let connector = Connector::Rustls(self.deps.tls.clone());
-        let connecting = tokio_tungstenite::connect_async_tls_with_config(
-            url,
-            Some(config),
-            true,
-            Some(connector),
-        );
-        match timeout(self.deps.config.connect_timeout, connecting).await {
+    async fn connect(&self, url: &str) -> Result<Socket<C>, String> {
+        match timeout(
+            self.deps.config.connect_timeout,
+            self.connector.connect(url),
+        )
+        .await
+        {
             Err(_) => Err(format!("connecting to {url} timed out")),
-            Ok(Err(e)) => Err(format!("cannot connect to {url}: {e}")),
-            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(result) => result,
         }
     }
 
     /// Read until a handshake response arrives, answering keep-alives.
-    async fn await_response(&mut self, ws: &mut Ws, want: u32) -> Result<Incoming<'static>, Ended> {
+    async fn await_response(
+        &mut self,
+        ws: &mut Socket<C>,
+        want: u32,
+    ) -> Result<Incoming<'static>, Ended> {
         let deadline = Instant::now() + self.deps.config.handshake_timeout;
         loop {
             let next = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(Ended::Cancelled),
-                r = tokio::time::timeout_at(deadline, ws.next()) => r,
+                r = timeout_at(deadline, ws.next()) => r,
             };
             let msg = match next {
                 Err(_) => return Err(Ended::Lost("no handshake response in time".into())),
@@ -372,13 +216,10 @@ impl Session {
                 Ok(Some(Err(e))) => return Err(Ended::Lost(format!("handshake: {e}"))),
                 Ok(Some(Ok(m))) => m,
             };
-            let Some(bytes) = payload(&msg) else {
-                if let Message::Close(frame) = msg {
-                    return Err(Ended::Lost(format!(
-                        "closed during handshake ({})",
-                        close_text(frame.as_ref())
-                    )));
-                }
+            if let Some(close) = msg.close_text() {
+                return Err(Ended::Lost(format!("closed during handshake ({close})")));
+            }
+            let Some(bytes) = msg.payload() else {
                 continue;
             };
             match protocol::decode(bytes) {
@@ -386,7 +227,8 @@ impl Session {
                     timestamp,
                     sequence,
                 }) => {
-                    let _ = send(ws, &protocol::KeepAliveResp::answer(timestamp, sequence)).await;
+                    let _ = send::<C, _>(ws, &protocol::KeepAliveResp::answer(timestamp, sequence))
+                        .await;
                 }
                 Ok(m @ Incoming::SignalingHandshake { .. })
                     if want == protocol::msg::SIGNALING_HAND_SHAKE_RESP =>
@@ -412,7 +254,7 @@ impl Session {
         kind: u32,
         signature: &str,
         optional: bool,
-    ) -> Result<Option<Ws>, Ended> {
+    ) -> Result<Option<Socket<C>>, Ended> {
         let mut ws = match self.connect(url).await {
             Ok(ws) => ws,
             Err(e) if optional => {
@@ -429,7 +271,7 @@ impl Session {
             signature,
             kind,
         );
-        send(&mut ws, &req).await.map_err(Ended::Lost)?;
+        send::<C, _>(&mut ws, &req).await.map_err(Ended::Lost)?;
         match self
             .await_response(&mut ws, protocol::msg::DATA_HAND_SHAKE_RESP)
             .await?
@@ -459,7 +301,7 @@ impl Session {
                 ..
             } if optional => {
                 tracing::warn!(status_code, %reason, "transcript socket refused");
-                let _ = ws.close(None).await;
+                close_now::<C>(&mut ws).await;
                 Ok(None)
             }
             Incoming::DataHandshake {
@@ -492,7 +334,7 @@ impl Session {
             &self.spec.rtms_stream_id,
             &signature,
         );
-        if let Err(e) = send(&mut sig, &hello).await {
+        if let Err(e) = send::<C, _>(&mut sig, &hello).await {
             return Ended::Lost(e);
         }
         let urls = match self
@@ -509,7 +351,7 @@ impl Session {
                 reason,
                 ..
             }) => {
-                let _ = sig.close(None).await;
+                close_now::<C>(&mut sig).await;
                 return Ended::Refused {
                     code: status_code,
                     reason,
@@ -525,7 +367,7 @@ impl Session {
             (Some(a), _) => (a.clone(), media_type::AUDIO),
             (None, Some(all)) => (all.clone(), media_type::AUDIO | media_type::TRANSCRIPT),
             (None, None) => {
-                let _ = sig.close(None).await;
+                close_now::<C>(&mut sig).await;
                 return Ended::Refused {
                     code: -1,
                     reason: "handshake response has no audio media URL".into(),
@@ -539,16 +381,12 @@ impl Session {
             Ok(Some(ws)) => ws,
             Ok(None) => return Ended::Lost("audio socket unavailable".into()),
             Err(e) => {
-                let _ = sig.close(None).await;
+                close_now::<C>(&mut sig).await;
                 return e;
             }
         };
-        if let Err(e) = send(
-            &mut sig,
-            &protocol::ClientReadyAck::new(&self.spec.rtms_stream_id),
-        )
-        .await
-        {
+        let ready = protocol::ClientReadyAck::new(&self.spec.rtms_stream_id);
+        if let Err(e) = send::<C, _>(&mut sig, &ready).await {
             return Ended::Lost(e);
         }
         let mut transcript = None;
@@ -560,12 +398,8 @@ impl Session {
                 .await
             {
                 Ok(Some(ws)) => {
-                    if let Err(e) = send(
-                        &mut sig,
-                        &protocol::ClientReadyAck::new(&self.spec.rtms_stream_id),
-                    )
-                    .await
-                    {
+                    let ready = protocol::ClientReadyAck::new(&self.spec.rtms_stream_id);
+                    if let Err(e) = send::<C, _>(&mut sig, &ready).await {
                         return Ended::Lost(e);
                     }
                     transcript = Some(ws);
@@ -574,7 +408,7 @@ impl Session {
                 Err(e) => return e,
             }
         }
-        let _ = send(&mut sig, &protocol::EventSubscription::zcc_voice()).await;
+        let _ = send::<C, _>(&mut sig, &protocol::EventSubscription::zcc_voice()).await;
         tracing::info!(%audio_url, transcript = transcript.is_some(), "RTMS streaming");
         self.streamed = true;
         self.publish_view("streaming");
@@ -588,30 +422,74 @@ impl Session {
             .stream(&mut sig, &mut audio, &mut transcript, &plan)
             .await;
         let code = match &ended {
-            Ended::Cancelled | Ended::Terminated { .. } => CloseCode::Normal,
-            _ => CloseCode::Away,
+            Ended::Cancelled | Ended::Terminated { .. } => CLOSE_NORMAL,
+            _ => CLOSE_AWAY,
         };
-        close(&mut sig, code).await;
-        close(&mut audio, code).await;
-        if let Some(t) = transcript.as_mut() {
-            close(t, code).await;
-        }
+        self.leave(&mut sig, &mut audio, &mut transcript, code)
+            .await;
         ended
+    }
+
+    /// Close the sockets and read each to its end (the server's close, or
+    /// the grace period): frames sent before Zoom saw our close are counted.
+    async fn leave(
+        &mut self,
+        sig: &mut Socket<C>,
+        audio: &mut Socket<C>,
+        transcript: &mut Option<Socket<C>>,
+        code: u16,
+    ) {
+        let deadline = Instant::now() + CLOSE_GRACE;
+        let _ = timeout_at(deadline, audio.send(C::Message::close(code))).await;
+        if let Some(t) = transcript.as_mut() {
+            let _ = timeout_at(deadline, t.send(C::Message::close(code))).await;
+        }
+        let _ = timeout_at(deadline, sig.send(C::Message::close(code))).await;
+        self.read_to_end(audio, deadline).await;
+        if let Some(t) = transcript.as_mut() {
+            self.read_to_end(t, deadline).await;
+        }
+        // Signaling carries nothing that is counted: its close is awaited
+        // only so the server sees an orderly end.
+        while let Ok(Some(Ok(m))) = timeout_at(deadline, sig.next()).await {
+            if m.close_text().is_some() {
+                break;
+            }
+        }
+    }
+
+    async fn read_to_end(&mut self, ws: &mut Socket<C>, deadline: Instant) {
+        while let Ok(Some(Ok(m))) = timeout_at(deadline, ws.next()).await {
+            if m.close_text().is_some() {
+                return;
+            }
+            if let Some(bytes) = m.payload() {
+                match protocol::decode(bytes) {
+                    Ok(Incoming::Audio(frame)) => self.audio(&frame),
+                    Ok(Incoming::Transcript(t)) => self.transcript(t),
+                    _ => {}
+                }
+            }
+        }
     }
 
     async fn stream(
         &mut self,
-        sig: &mut Ws,
-        audio: &mut Ws,
-        transcript: &mut Option<Ws>,
+        sig: &mut Socket<C>,
+        audio: &mut Socket<C>,
+        transcript: &mut Option<Socket<C>>,
         plan: &MediaPlan,
     ) -> Ended {
         let mut tick = tokio::time::interval(VIEW_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let idle_timeout = self.deps.config.idle_timeout;
-        self.last_heard = Instant::now();
-        // Set by an interruption notice that arrived while data was flowing.
-        let mut suspect_since: Option<Instant> = None;
+        let mut silence = Silence {
+            heard: self.heard,
+            at: Instant::now(),
+        };
+        // Set by an interruption notice that arrived while data was flowing:
+        // when, and what had been heard by then.
+        let mut suspect: Option<(Instant, u64)> = None;
         let cancelled = self.cancel.clone().cancelled_owned();
         tokio::pin!(cancelled);
         loop {
@@ -624,25 +502,31 @@ impl Session {
                     // is likely about a connection we already replaced (acting
                     // on it at once would loop): treat it as a suspicion that
                     // a second of silence confirms (checked on the tick).
-                    Some(Control::Interrupted) if self.last_heard.elapsed() < INTERRUPT_STALE_AFTER => {
+                    Some(Control::Interrupted)
+                        if self.heard != silence.heard
+                            || silence.at.elapsed() < INTERRUPT_STALE_AFTER =>
+                    {
                         tracing::info!("interruption notice while data flows; checking the connection");
-                        suspect_since = Some(Instant::now());
+                        suspect = Some((Instant::now(), self.heard));
                     }
                     Some(Control::Interrupted) => return Ended::Lost("Zoom reported the stream interrupted".into()),
                     None => return Ended::Cancelled,
                 },
-                _ = tick.tick() => {
-                    if self.meter.dirty {
+                now = tick.tick() => {
+                    if self.meter.dirty() {
                         self.publish_view("streaming");
                     }
-                    if let Some(at) = suspect_since {
-                        if self.last_heard > at {
-                            suspect_since = None;
-                        } else if at.elapsed() >= INTERRUPT_STALE_AFTER {
+                    if self.heard != silence.heard {
+                        silence = Silence { heard: self.heard, at: now };
+                    }
+                    if let Some((at, heard)) = suspect {
+                        if self.heard > heard {
+                            suspect = None;
+                        } else if now.duration_since(at) >= INTERRUPT_STALE_AFTER {
                             return Ended::Lost("Zoom reported the stream interrupted".into());
                         }
                     }
-                    if self.last_heard.elapsed() >= idle_timeout {
+                    if now.duration_since(silence.at) >= idle_timeout {
                         return Ended::Lost(format!(
                             "nothing heard from Zoom for {:.1} s",
                             idle_timeout.as_secs_f32()
@@ -650,13 +534,12 @@ impl Session {
                     }
                 }
                 m = sig.next() => {
-                    self.last_heard = Instant::now();
+                    self.heard += 1;
                     if let Some(end) = self.on_signaling(sig, m).await {
                         return end;
                     }
                 }
                 m = audio.next() => {
-                    self.last_heard = Instant::now();
                     let mut outcome = self.on_media(audio, m, "audio").await;
                     // Frames arrive in bursts (one per channel per interval):
                     // take what is already buffered before polling every
@@ -674,13 +557,16 @@ impl Session {
                         // Media-only loss: signaling is up, so reconnect just
                         // the audio socket (protocol doc §17.3).
                         Some(Ended::Lost(why)) => match self.reopen_audio(sig, plan, &why).await {
-                            Ok(ws) => *audio = ws,
+                            Ok(ws) => {
+                                *audio = ws;
+                                silence = Silence { heard: self.heard, at: Instant::now() };
+                            }
                             Err(end) => return end,
                         },
                         Some(end) => return end,
                     }
                 }
-                m = next_opt(transcript) => {
+                m = next_opt::<C>(transcript) => {
                     if let Some(end) = self.on_media_opt(transcript, m).await {
                         return end;
                     }
@@ -693,10 +579,10 @@ impl Session {
     /// caller redoes everything).
     async fn reopen_audio(
         &mut self,
-        sig: &mut Ws,
+        sig: &mut Socket<C>,
         plan: &MediaPlan,
         why: &str,
-    ) -> Result<Ws, Ended> {
+    ) -> Result<Socket<C>, Ended> {
         tracing::warn!(%why, "audio socket lost; reconnecting it");
         self.status(
             Level::Warning,
@@ -707,11 +593,10 @@ impl Session {
             .reconnects
             .fetch_add(1, Ordering::Relaxed);
         let mut last = Ended::Lost(why.to_owned());
-        for attempt in 0..3u32 {
-            if !self
-                .backoff(Duration::from_millis(250) * 2u32.pow(attempt))
-                .await
-            {
+        let mut attempt = 0;
+        while let Some(delay) = reconnect::media_retry(attempt) {
+            attempt += 1;
+            if !self.backoff(delay).await {
                 return Err(Ended::Cancelled);
             }
             match self
@@ -719,16 +604,11 @@ impl Session {
                 .await
             {
                 Ok(Some(ws)) => {
-                    if let Err(e) = send(
-                        sig,
-                        &protocol::ClientReadyAck::new(&self.spec.rtms_stream_id),
-                    )
-                    .await
-                    {
+                    let ready = protocol::ClientReadyAck::new(&self.spec.rtms_stream_id);
+                    if let Err(e) = send::<C, _>(sig, &ready).await {
                         return Err(Ended::Lost(e));
                     }
                     tracing::info!("audio socket reconnected");
-                    self.last_heard = Instant::now();
                     return Ok(ws);
                 }
                 Ok(None) => {}
@@ -739,31 +619,23 @@ impl Session {
         Err(last)
     }
 
-    async fn on_signaling(
-        &mut self,
-        ws: &mut Ws,
-        m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    ) -> Option<Ended> {
+    async fn on_signaling(&mut self, ws: &mut Socket<C>, m: Next<C>) -> Option<Ended> {
         let msg = match m {
             None => return Some(Ended::Lost("signaling socket closed".into())),
             Some(Err(e)) => return Some(Ended::Lost(format!("signaling: {e}"))),
-            Some(Ok(Message::Close(frame))) => {
-                return Some(Ended::Lost(format!(
-                    "signaling closed by server ({})",
-                    close_text(frame.as_ref())
-                )));
-            }
             Some(Ok(m)) => m,
         };
-        let bytes = payload(&msg)?;
+        if let Some(close) = msg.close_text() {
+            return Some(Ended::Lost(format!("signaling closed by server ({close})")));
+        }
+        let bytes = msg.payload()?;
         match protocol::decode(bytes) {
             Ok(Incoming::KeepAlive {
                 timestamp,
                 sequence,
             }) => {
-                if let Err(e) =
-                    send(ws, &protocol::KeepAliveResp::answer(timestamp, sequence)).await
-                {
+                let answer = protocol::KeepAliveResp::answer(timestamp, sequence);
+                if let Err(e) = send::<C, _>(ws, &answer).await {
                     return Some(Ended::Lost(e));
                 }
             }
@@ -781,76 +653,37 @@ impl Session {
                     tracing::debug!("RTMS session started");
                 }
             }
-            Ok(Incoming::Event(e)) => {
-                let role = match (e.event_type, e.participant_mode.as_deref()) {
-                    (8 | 9, _) | (_, Some("caller")) => Some("caller"),
-                    (10 | 11, _) | (_, Some("callee")) => Some("agent"),
-                    _ => None,
-                };
-                if let (Some(role), Some(ch)) = (role, e.channel_id.as_deref()) {
-                    let c = self.meter.channel(ch);
-                    if c.role != role {
-                        c.role = role;
-                        self.meter.dirty = true;
-                    }
-                }
-            }
+            Ok(Incoming::Event(e)) => self.meter.event(
+                e.event_type,
+                e.participant_mode.as_deref(),
+                e.channel_id.as_deref(),
+            ),
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "ignored signaling message"),
         }
         None
     }
 
-    async fn on_media(
-        &mut self,
-        ws: &mut Ws,
-        m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-        which: &str,
-    ) -> Option<Ended> {
+    async fn on_media(&mut self, ws: &mut Socket<C>, m: Next<C>, which: &str) -> Option<Ended> {
+        self.heard += 1;
         let msg = match m {
             None => return Some(Ended::Lost(format!("{which} socket closed"))),
             Some(Err(e)) => return Some(Ended::Lost(format!("{which}: {e}"))),
-            Some(Ok(Message::Close(frame))) => {
-                return Some(Ended::Lost(format!(
-                    "{which} closed by server ({})",
-                    close_text(frame.as_ref())
-                )));
-            }
             Some(Ok(m)) => m,
         };
-        let bytes = payload(&msg)?;
+        if let Some(close) = msg.close_text() {
+            return Some(Ended::Lost(format!("{which} closed by server ({close})")));
+        }
+        let bytes = msg.payload()?;
         match protocol::decode(bytes) {
-            Ok(Incoming::Audio(frame)) => {
-                if self.meter.audio(&frame) {
-                    let n = self.meter.frames;
-                    self.status(Level::Success, format!("Received {n} audio chunks"));
-                }
-            }
-            Ok(Incoming::Transcript(t)) => {
-                self.meter.transcripts += 1;
-                let role = self
-                    .meter
-                    .channels
-                    .iter()
-                    .find(|c| c.id == t.channel)
-                    .map(|c| c.role)
-                    .unwrap_or("");
-                self.deps.bus.transcript(TranscriptLine {
-                    engagement_id: self.spec.engagement_id.clone(),
-                    rtms_stream_id: self.spec.rtms_stream_id.clone(),
-                    channel_id: t.channel,
-                    role: role.to_owned(),
-                    text: t.text,
-                    timestamp: t.timestamp,
-                });
-            }
+            Ok(Incoming::Audio(frame)) => self.audio(&frame),
+            Ok(Incoming::Transcript(t)) => self.transcript(t),
             Ok(Incoming::KeepAlive {
                 timestamp,
                 sequence,
             }) => {
-                if let Err(e) =
-                    send(ws, &protocol::KeepAliveResp::answer(timestamp, sequence)).await
-                {
+                let answer = protocol::KeepAliveResp::answer(timestamp, sequence);
+                if let Err(e) = send::<C, _>(ws, &answer).await {
                     return Some(Ended::Lost(e));
                 }
             }
@@ -860,12 +693,27 @@ impl Session {
         None
     }
 
+    fn audio(&mut self, frame: &protocol::AudioFrame<'_>) {
+        if self.meter.audio(&frame.channel, frame.data.as_bytes()) {
+            let n = self.meter.frames();
+            self.status(Level::Success, format!("Received {n} audio chunks"));
+        }
+    }
+
+    fn transcript(&mut self, t: protocol::TranscriptFrame) {
+        let role = self.meter.transcript(&t.channel);
+        self.deps.bus.transcript(TranscriptLine {
+            engagement_id: self.spec.engagement_id.clone(),
+            rtms_stream_id: self.spec.rtms_stream_id.clone(),
+            channel_id: t.channel,
+            role: role.to_owned(),
+            text: t.text,
+            timestamp: t.timestamp,
+        });
+    }
+
     /// The transcript socket is optional: when it goes, audio goes on.
-    async fn on_media_opt(
-        &mut self,
-        slot: &mut Option<Ws>,
-        m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    ) -> Option<Ended> {
+    async fn on_media_opt(&mut self, slot: &mut Option<Socket<C>>, m: Next<C>) -> Option<Ended> {
         let ws = slot.as_mut()?;
         match self.on_media(ws, m, "transcript").await {
             Some(Ended::Lost(why)) => {
@@ -878,43 +726,25 @@ impl Session {
     }
 }
 
-async fn next_opt(
-    ws: &mut Option<Ws>,
-) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+async fn next_opt<C: Connect>(ws: &mut Option<Socket<C>>) -> Next<C> {
     match ws {
         Some(ws) => ws.next().await,
         None => std::future::pending().await,
     }
 }
 
-/// The JSON bytes of a text or binary frame.
-fn payload(msg: &Message) -> Option<&[u8]> {
-    match msg {
-        Message::Text(t) => Some(t.as_bytes()),
-        Message::Binary(b) => Some(b),
-        _ => None,
-    }
-}
-
-fn close_text(frame: Option<&CloseFrame>) -> String {
-    match frame {
-        Some(f) => format!("{} {}", u16::from(f.code), f.reason),
-        None => "no close frame".into(),
-    }
-}
-
-async fn send<T: serde::Serialize>(ws: &mut Ws, message: &T) -> Result<(), String> {
-    ws.send(Message::text(protocol::encode(message)))
+async fn send<C: Connect, T: serde::Serialize>(
+    ws: &mut Socket<C>,
+    message: &T,
+) -> Result<(), String> {
+    ws.send(C::Message::text(protocol::encode(message)))
         .await
         .map_err(|e| format!("send failed: {e}"))
 }
 
-async fn close(ws: &mut Ws, code: CloseCode) {
-    let frame = CloseFrame {
-        code,
-        reason: "".into(),
-    };
-    let _ = timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+/// Close a socket that carries no data yet (a refused handshake).
+async fn close_now<C: Connect>(ws: &mut Socket<C>) {
+    let _ = timeout(CLOSE_GRACE, ws.send(C::Message::close(CLOSE_NORMAL))).await;
 }
 
 fn into_static(m: Incoming<'_>) -> Incoming<'static> {
@@ -942,3 +772,7 @@ fn into_static(m: Incoming<'_>) -> Incoming<'static> {
         _ => Incoming::Other(0),
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -8,21 +8,30 @@
 //!   (`config`, engagement context/status, `getAppContext`) and pushes
 //!   `onEngagementStatusChange` / `onEngagementContextChange` with only the
 //!   fields that changed. Its data comes from the JSON/SSE endpoints below.
-//! * `GET /sim/appssdk.js` is the stand-in for `appssdk.zoom.us/sdk.min.js`:
-//!   a global `zoomSdk` with the same surface, speaking the same messages to
-//!   `window.parent`. Outside a frame `config()` rejects like the real one.
+//! * `GET /sim/appssdk.js` is the Apps SDK script the app loads in place of
+//!   `appssdk.zoom.us/sdk.min.js`: Zoom's own SDK when the simulator is
+//!   given the npm package's CommonJS build ([`SimConfig::apps_sdk`], the
+//!   browser tests do), wrapped to define the global `zoomSdk` as the CDN
+//!   script does; otherwise the stand-in, a global `zoomSdk` with the same
+//!   surface speaking the same messages to `window.parent` (offline, demo).
+//! * `POST /sim/client/authorize` is the client's side of in-client OAuth:
+//!   the host page turns `authorize({codeChallenge, state})` into a code for
+//!   its agent and hands it to the app in `onAuthorized`.
 //!
 //! Owns only the client side; engagements, users and contexts come from the
 //! [`SimHandle`]. It never talks to the app except through the browser.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
+use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::extract::{Query, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use futures_util::Stream;
@@ -31,6 +40,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::SimHandle;
+use super::state::lock;
 
 const HOST_HTML: &str = include_str!("client/host.html");
 const HOST_JS: &str = include_str!("client/host.js");
@@ -53,6 +63,7 @@ pub fn router() -> Router<SimHandle> {
         .route("/sim/client/state", get(state))
         .route("/sim/client/context", get(context))
         .route("/sim/client/events", get(events))
+        .route("/sim/client/authorize", post(authorize))
         .route("/sim/appssdk.js", get(sdk))
 }
 
@@ -101,9 +112,41 @@ async fn host_page(Query(q): Query<HostQuery>) -> Response {
         .into_response()
 }
 
+/// The script for `/sim/appssdk.js`: Zoom's SDK read from `path` (the
+/// `@zoom/appssdk` CommonJS build) and wrapped, or the stand-in.
+pub(crate) fn sdk_script(path: Option<&Path>) -> anyhow::Result<Cow<'static, str>> {
+    let Some(path) = path else {
+        return Ok(Cow::Borrowed(SDK_JS));
+    };
+    let cjs = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the Apps SDK at {}", path.display()))?;
+    anyhow::ensure!(
+        cjs.contains("exports[\"default\"]") || cjs.contains("exports.default"),
+        "{} is not the CommonJS build of @zoom/appssdk (it exports no default)",
+        path.display()
+    );
+    Ok(Cow::Owned(wrap_commonjs_sdk(&cjs)))
+}
+
+/// The npm package ships ES-module and CommonJS builds only; the CDN script
+/// the app loads defines a global `zoomSdk`. Run the CommonJS build as a
+/// classic script with its own `exports` and expose the default export.
+fn wrap_commonjs_sdk(cjs: &str) -> String {
+    format!(
+        "/* @zoom/appssdk (MIT, Zoom Video Communications), its CommonJS build served by the \
+         zcc-rtms simulator with the default export as the global zoomSdk. */\n\
+         (function () {{\n\
+         var sdkExports = {{}};\n\
+         (function (exports, require) {{\n{cjs}\n}})(sdkExports, function (name) {{\n\
+         throw new Error(\"the Apps SDK asked for \" + name + \", which a browser does not have\");\n}});\n\
+         if (!window.zoomSdk) window.zoomSdk = sdkExports[\"default\"];\n\
+         }})();\n"
+    )
+}
+
 /// The SDK script is loaded by the app page, which has COEP `require-corp`:
 /// it must be explicitly shareable cross-origin.
-async fn sdk() -> Response {
+async fn sdk(State(handle): State<SimHandle>) -> Response {
     (
         [
             (
@@ -120,9 +163,46 @@ async fn sdk() -> Response {
                 HeaderValue::from_static("*"),
             ),
         ],
-        SDK_JS,
+        handle.shared.sdk_js.to_string(),
     )
         .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizeBody {
+    code_challenge: String,
+    redirect_uri: String,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// In-client OAuth as the Zoom client does it for its signed-in agent: the
+/// app's scopes count as granted (no consent screen), the code is bound to
+/// the page URL and the challenge, PKCE `plain` (what Zoom's client uses).
+async fn authorize(State(handle): State<SimHandle>, body: axum::body::Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<AuthorizeBody>(&body) else {
+        return bad_request("expected JSON {codeChallenge, redirectUri, user?}");
+    };
+    if body.code_challenge.is_empty() || body.code_challenge.len() > 256 {
+        return bad_request("codeChallenge is required (at most 256 characters)");
+    }
+    match url::Url::parse(&body.redirect_uri) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => return bad_request("redirectUri must be an http(s) URL"),
+    }
+    let user = match body.user.filter(|u| !u.is_empty()) {
+        None => handle.default_user().user_id,
+        Some(u) if lock(&handle.shared.state).users.contains_key(&u) => u,
+        Some(u) => return bad_request(format!("unknown user {u:?}")),
+    };
+    let code = super::oauth::issue_code(
+        &handle.shared,
+        user,
+        &body.redirect_uri,
+        Some((body.code_challenge, "plain".to_owned())),
+    );
+    Json(json!({ "code": code })).into_response()
 }
 
 fn client_state(handle: &SimHandle) -> Value {
@@ -232,6 +312,29 @@ fn state_event(handle: &SimHandle) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wrapped_sdk_runs_its_commonjs_build_and_exposes_the_default_export() {
+        let js = wrap_commonjs_sdk("'use strict';\nexports[\"default\"] = { ok: true };");
+        assert!(
+            js.contains("(function (exports, require) {\n'use strict';"),
+            "{js}"
+        );
+        assert!(
+            js.contains("window.zoomSdk = sdkExports[\"default\"]"),
+            "{js}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sdk.module.js");
+        std::fs::write(&path, "exports.other = 1;").expect("write");
+        let err = sdk_script(Some(&path)).expect_err("no default export");
+        assert!(err.to_string().contains("exports no default"), "{err}");
+        assert!(
+            sdk_script(None)
+                .expect("stand-in")
+                .contains("window.zoomSdk = new Proxy(sdk")
+        );
+    }
 
     #[test]
     fn tampering_keeps_length_and_alphabet_but_changes_the_bytes() {

@@ -69,6 +69,10 @@ pub struct SimConfig {
     pub reconnect_window: Duration,
     /// How long a new RTMS socket may take to send its handshake.
     pub handshake_timeout: Duration,
+    /// Zoom's own Apps SDK to serve at `/sim/appssdk.js` instead of the
+    /// stand-in: the CommonJS build of the npm package `@zoom/appssdk`
+    /// (`dist/sdk.module.js`). None serves the stand-in (offline, demo mode).
+    pub apps_sdk: Option<std::path::PathBuf>,
 }
 
 impl SimConfig {
@@ -91,6 +95,7 @@ impl SimConfig {
             webhook_timeout: Duration::from_secs(3),
             reconnect_window: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
+            apps_sdk: None,
         }
     }
 }
@@ -557,6 +562,7 @@ impl Simulator {
             rtms::SIGNALING_PATH
         ))?;
         let media_url = format!("{ws}://{host}:{}{}", addr.port(), rtms::MEDIA_PATH);
+        let sdk_js = client::sdk_script(cfg.apps_sdk.as_deref())?;
         let tls_client = crate::tls::client_config(None)?;
         let http_client = crate::tls::http_client(&tls_client)?;
         let (webhook_tx, webhook_rx) = mpsc::unbounded_channel();
@@ -569,6 +575,7 @@ impl Simulator {
             base_url,
             rtms_url,
             media_url,
+            sdk_js,
             state: Mutex::new(State::new()),
             stats: Default::default(),
             faults: Default::default(),
@@ -673,6 +680,7 @@ pub async fn run_cli(
     cfg.app_url = args.app_url;
     cfg.tls = args.tls;
     cfg.keepalive = Duration::from_millis(args.keepalive_ms.max(1));
+    cfg.apps_sdk = args.apps_sdk;
     if let Some(id) = args.credentials.client_id {
         cfg.client_id = id;
     }

@@ -147,16 +147,7 @@ async fn authorize(State(sim): State<SimHandle>, RawQuery(raw): RawQuery) -> Res
             }
         }
     };
-    let code = random_hex(16);
-    lock(&shared.state).codes.insert(
-        code.clone(),
-        AuthCode {
-            user_id,
-            redirect_uri: redirect_uri.to_owned(),
-            pkce,
-            expires: Instant::now() + CODE_TTL,
-        },
-    );
+    let code = issue_code(shared, user_id, redirect_uri, pkce);
     {
         let mut pairs = target.query_pairs_mut();
         pairs.append_pair("code", &code);
@@ -167,6 +158,28 @@ async fn authorize(State(sim): State<SimHandle>, RawQuery(raw): RawQuery) -> Res
     Redirect::to(target.as_str())
         .into_response()
         .with_status(StatusCode::FOUND)
+}
+
+/// A one-shot authorization code for `user_id`, bound to `redirect_uri`
+/// and the PKCE challenge (also what the simulated client's in-client
+/// `authorize` hands out).
+pub(crate) fn issue_code(
+    shared: &super::state::Shared,
+    user_id: String,
+    redirect_uri: &str,
+    pkce: Option<(String, String)>,
+) -> String {
+    let code = random_hex(16);
+    lock(&shared.state).codes.insert(
+        code.clone(),
+        AuthCode {
+            user_id,
+            redirect_uri: redirect_uri.to_owned(),
+            pkce,
+            expires: Instant::now() + CODE_TTL,
+        },
+    );
+    code
 }
 
 trait WithStatus {

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub rtms_url: Url,
     /// The one media endpoint every `server_urls` kind points at.
     pub media_url: String,
+    /// The script served at `/sim/appssdk.js` (the stand-in or Zoom's SDK).
+    pub sdk_js: std::borrow::Cow<'static, str>,
     pub app_url: Mutex<Option<Url>>,
     pub state: Mutex<State>,
     pub stats: Stats,

@@ -1,6 +1,6 @@
 //! The page in headless Chromium, inside the simulated Zoom client (the app
-//! framed by `/sim/client`, the SDK stand-in from the simulator) and outside
-//! Zoom (a plain tab, engagements from webhooks).
+//! framed by `/sim/client`, running Zoom's own Apps SDK served by the
+//! simulator) and outside Zoom (a plain tab, engagements from webhooks).
 
 use fantoccini::Locator;
 use serde_json::json;
@@ -12,10 +12,13 @@ use crate::helpers::{Options, TestApp};
 const PANEL: (u32, u32) = (1100, 900);
 const WIDE: (u32, u32) = (1440, 900);
 
+/// The app and a simulator serving Zoom's own Apps SDK (npm
+/// `@zoom/appssdk`, see `appssdk`) to the page.
 async fn spawn() -> TestApp {
     TestApp::spawn_with(Options {
         // The browser must trust the simulator's origin for the SDK script.
         tls: false,
+        apps_sdk: Some(crate::appssdk::commonjs_build().await.to_owned()),
         ..Options::default()
     })
     .await
@@ -46,11 +49,26 @@ async fn csp_violations(browser: &Browser) -> String {
         .unwrap_or_default()
 }
 
-/// Zero console errors (from every frame) and zero CSP violations.
+/// Zero console errors (from every frame), zero CSP violations, and no
+/// warning from the Apps SDK (it warns when the page touches a property it
+/// does not have, e.g. `then` when a promise is resolved with it).
 async fn assert_clean(browser: &Browser) {
     assert_eq!(csp_violations(browser).await, "0");
-    let errors = browser.console_errors().await;
+    let entries = browser.console().await;
+    let errors: Vec<_> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    let sdk_warnings: Vec<_> = entries
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Zoom Apps SDK"))
+        })
+        .collect();
+    assert!(
+        sdk_warnings.is_empty(),
+        "Apps SDK warnings: {sdk_warnings:#?}"
+    );
 }
 
 /// Open the app inside the simulated Zoom client and switch to its frame.
@@ -61,6 +79,15 @@ async fn open_in_zoom(browser: &Browser, app: &TestApp, extra: &str) {
         .await
         .expect("open the simulated client");
     browser.enter_app_frame().await;
+}
+
+/// The page says it runs in Zoom Contact Center (config() succeeded).
+async fn wait_in_zoom(browser: &Browser) {
+    browser
+        .wait_text("where", "in-Zoom state", |t| {
+            t.contains("Zoom Contact Center")
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -121,11 +148,7 @@ async fn the_page_loads_inside_the_zoom_client_with_no_console_errors_or_csp_vio
     let app = spawn().await;
     let browser = Browser::start(PANEL.0, PANEL.1).await;
     open_in_zoom(&browser, &app, "").await;
-    browser
-        .wait_text("where", "in-Zoom state", |t| {
-            t.contains("Zoom Contact Center")
-        })
-        .await;
+    wait_in_zoom(&browser).await;
     browser
         .wait_text("live", "a live feed", |t| t == "Live")
         .await;
@@ -145,11 +168,7 @@ async fn a_tampered_app_context_is_refused_and_the_page_says_so() {
         .await;
     assert!(text.contains("failed authentication"), "{text}");
     // Still in Zoom, still live: only the identity was refused.
-    browser
-        .wait_text("where", "in-Zoom state", |t| {
-            t.contains("Zoom Contact Center")
-        })
-        .await;
+    wait_in_zoom(&browser).await;
     browser.close().await;
     app.shutdown().await;
 }
@@ -158,6 +177,7 @@ async fn a_tampered_app_context_is_refused_and_the_page_says_so() {
 async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
     let app = TestApp::spawn_with(Options {
         tls: false,
+        apps_sdk: Some(crate::appssdk::commonjs_build().await.to_owned()),
         // The SDK cannot be loaded (404): the page must not care.
         tweak: |args| {
             let sim = args.zoom_host.clone().unwrap_or_default();
@@ -448,6 +468,144 @@ async fn in_demo_mode_the_page_says_it_is_a_simulation() {
     browser
         .wait_text("live", "a live feed", |t| t == "Live")
         .await;
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_zoom_an_agent_connects_through_in_client_oauth_without_leaving_the_client() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    open_in_zoom(&browser, &app, "").await;
+    browser
+        .wait_text("auth-state", "not connected", |t| {
+            t == "Not connected to Zoom"
+        })
+        .await;
+    let engagement = app.sim.create_engagement().await.expect("an engagement");
+    browser
+        .wait_text("engagement-id", "the engagement", |t| t == engagement)
+        .await;
+    browser
+        .client
+        .find(Locator::Id("connect"))
+        .await
+        .expect("connect link")
+        .click()
+        .await
+        .expect("click Connect");
+    browser
+        .wait_text("auth-state", "authorized", |t| t == "Authorized with Zoom")
+        .await;
+    browser
+        .wait_until("Start to be enabled", || async {
+            !browser.disabled("start").await
+        })
+        .await;
+    let windows = browser.client.windows().await.expect("windows");
+    assert_eq!(windows.len(), 1, "no install tab was opened");
+    // The simulator counted one authorization-code grant.
+    let grants = app.sim.stats()["token_requests"]["authorization_code"].clone();
+    assert_eq!(grants, 1, "{}", app.sim.stats());
+
+    // The client's bridge log: authorize answered, onAuthorized delivered,
+    // and the code itself never shown.
+    browser
+        .client
+        .enter_parent_frame()
+        .await
+        .expect("the host page");
+    let calls = browser
+        .wait_text("calls", "the authorize calls", |t| {
+            t.contains("event onAuthorized")
+        })
+        .await;
+    assert!(calls.contains("authorize ok"), "{calls}");
+    assert!(!calls.contains("\"code\""), "{calls}");
+    browser.enter_app_frame().await;
+    assert_clean(&browser).await;
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_api_the_page_did_not_request_in_config_is_refused_with_the_sdks_own_error() {
+    let app = spawn().await;
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    open_in_zoom(&browser, &app, "").await;
+    wait_in_zoom(&browser).await;
+    // getAppContext is in the page's config; getUserContext is not.
+    let outcome = |api: &'static str| {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             window.zoomSdk.{api}().then(
+               (r) => done({{ ok: r }}),
+               (e) => done({{ error: {{ type: e.constructor.name, code: e.code,
+                                      requestId: e.requestId, message: e.message }} }}));"
+        );
+        let client = browser.client.clone();
+        async move {
+            client
+                .execute_async(&script, vec![])
+                .await
+                .expect("the SDK call")
+        }
+    };
+    let allowed = outcome("getAppContext").await;
+    assert!(allowed["ok"]["context"].is_string(), "{allowed}");
+    let refused = outcome("getUserContext").await;
+    let error = &refused["error"];
+    assert_eq!(error["type"], "ZoomApiError", "{refused}");
+    assert_eq!(error["code"], "80002", "{refused}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("No Permission for this API")),
+        "{refused}"
+    );
+    // The SDK's own request id: "id" and 32 hex digits.
+    let id = error["requestId"].as_str().expect("a request id");
+    assert!(
+        id.len() == 34 && id.starts_with("id") && id[2..].chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    browser
+        .client
+        .enter_parent_frame()
+        .await
+        .expect("the host page");
+    let calls = browser
+        .wait_text("calls", "the refusal", |t| t.contains("getUserContext"))
+        .await;
+    assert!(calls.contains("getUserContext 80002"), "{calls}");
+    browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_demo_mode_the_page_runs_inside_the_simulated_client_on_the_offline_stand_in() {
+    let app = TestApp::spawn_demo().await;
+    // Demo mode must work offline: its simulator serves the stand-in.
+    let sdk = app
+        .client
+        .get(format!("{}/sim/appssdk.js", app.sim_base))
+        .send()
+        .await
+        .expect("the SDK script")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        sdk.starts_with("/* Stand-in for the Zoom Apps SDK"),
+        "{sdk:.80}"
+    );
+    let browser = Browser::start(PANEL.0, PANEL.1).await;
+    open_in_zoom(&browser, &app, "").await;
+    wait_in_zoom(&browser).await;
+    browser
+        .wait_text("live", "a live feed", |t| t == "Live")
+        .await;
+    assert_clean(&browser).await;
     browser.close().await;
     app.shutdown().await;
 }

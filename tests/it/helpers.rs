@@ -42,6 +42,9 @@ pub struct Options {
     pub tls: bool,
     pub keepalive: Duration,
     pub tweak: fn(&mut ServeArgs),
+    /// Zoom's Apps SDK for the simulator to serve (see `appssdk`); None
+    /// serves its stand-in.
+    pub apps_sdk: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             tls: true,
             keepalive: Duration::from_secs(10),
             tweak: |_| {},
+            apps_sdk: None,
         }
     }
 }
@@ -84,6 +88,7 @@ impl TestApp {
         let mut sim_cfg = SimConfig::generated();
         sim_cfg.tls = opts.tls;
         sim_cfg.keepalive = opts.keepalive;
+        sim_cfg.apps_sdk = opts.apps_sdk.clone();
         sim_cfg.webhook_retry = vec![Duration::from_millis(50), Duration::from_millis(100)];
         let sim = Simulator::build(sim_cfg.clone()).await.expect("simulator");
         let sim_base = sim.base_url().as_str().trim_end_matches('/').to_owned();

@@ -5,6 +5,7 @@ mod redis_server;
 
 mod access;
 mod access_edge;
+mod appssdk;
 mod auth;
 mod auth_crash;
 mod auth_harness;

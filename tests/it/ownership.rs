@@ -39,6 +39,20 @@ async fn post_started(rig: &Rig, base: &str, engagement: &str, stream: &str, ts_
     assert_eq!(resp.status(), 200);
 }
 
+/// Stop the second instance, then the rig's app.
+async fn stop_both(
+    rig: Rig,
+    stop_other: tokio::sync::oneshot::Sender<()>,
+    other_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let _ = stop_other.send(());
+    other_task
+        .await
+        .expect("join")
+        .expect("second instance ran");
+    rig.app.shutdown().await;
+}
+
 async fn streams_active(rig: &Rig, base: &str) -> u64 {
     let v: serde_json::Value = rig
         .app
@@ -105,12 +119,7 @@ async fn a_stream_is_consumed_by_one_instance_and_taken_over_when_it_stops() {
     })
     .await;
     assert!(stat(&rig.app, "/signaling/total") >= 2);
-    let _ = stop_other.send(());
-    other_task
-        .await
-        .expect("join")
-        .expect("second instance ran");
-    rig.app.shutdown().await;
+    stop_both(rig, stop_other, other_task).await;
 }
 
 async fn status_lines(rig: &Rig, base: &str, query: &str) -> Vec<String> {
@@ -178,10 +187,121 @@ async fn a_page_on_another_instance_sees_the_stream_live() {
         lines.contains(&"Received 50 audio chunks".to_owned()),
         "{lines:?}"
     );
-    let _ = stop_other.send(());
-    other_task
-        .await
-        .expect("join")
-        .expect("second instance ran");
-    rig.app.shutdown().await;
+    stop_both(rig, stop_other, other_task).await;
+}
+
+tokio::task_local! {
+    /// `Options::tweak` is a plain `fn`: the Redis URL reaches it this way.
+    static OUTAGE_REDIS_URL: String;
+}
+
+/// An instance on Redis with a 1.5 s stream lease.
+async fn short_lease_rig() -> Rig {
+    let redis = crate::redis_server::RedisServer::start().await;
+    let opts = crate::helpers::Options {
+        tweak: |args| {
+            args.redis_url = Some(OUTAGE_REDIS_URL.with(Clone::clone));
+            args.rtms_lease_ttl_ms = Some("1500".into());
+        },
+        ..crate::helpers::Options::default()
+    };
+    let app = OUTAGE_REDIS_URL
+        .scope(redis.url(), crate::helpers::TestApp::spawn_with(opts))
+        .await;
+    Rig {
+        app,
+        redis: Some(redis),
+    }
+}
+
+fn frames(rig: &Rig) -> u64 {
+    rig.app
+        .state
+        .rtms
+        .counters()
+        .frames
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+async fn lease_owner(rig: &Rig, stream: &str) -> Option<String> {
+    let raw = rig.app.state.store.stream_lease(stream).await.ok()??;
+    zcc_rtms::rtms::lease::LeaseRecord::decode(&raw).map(|r| r.owner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_longer_than_the_lease_leaves_every_stream_with_its_owner() {
+    let mut rig = short_lease_rig().await;
+    let (other, stop_other, other_task) = second_instance(&rig).await;
+    let app = &rig.app;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let id = app.sim.create_engagement().await.expect("engagement");
+        let stream = app.sim.start_rtms(&id).await.expect("start");
+        streams.push((id, stream));
+    }
+    eventually("three streams flowing", || async {
+        (stat(app, "/signaling/open") == 3 && frames(&rig) >= 3 * 100).then_some(())
+    })
+    .await;
+    let owner = eventually("the leases are written", || async {
+        lease_owner(&rig, &streams[0].1).await
+    })
+    .await;
+    let media_sockets = stat(app, "/media/total");
+
+    // Redis goes away for more than twice the lease's lifetime, measured
+    // by the audio that keeps arriving meanwhile (100 frames/s per stream).
+    rig.redis.as_mut().expect("redis").kill9().await;
+    let before = frames(&rig);
+    eventually("3.5 s of audio during the outage", || async {
+        (frames(&rig) >= before + 3 * 350).then_some(())
+    })
+    .await;
+    assert_eq!(rig.app.state.rtms.active_streams(), 3);
+    // Back, empty: every lease lapsed with the data.
+    rig.redis.as_mut().expect("redis").restart().await;
+    for (_, stream) in &streams {
+        let back = eventually("the owner claims its stream again", || async {
+            lease_owner(&rig, stream).await
+        })
+        .await;
+        assert_eq!(back, owner);
+    }
+
+    // Zoom announces the streams to the other instance: it declines them.
+    for (i, (id, stream)) in streams.iter().enumerate() {
+        post_started(&rig, &other, id, stream, now_secs() * 1000 + 10 + i as i64).await;
+    }
+    eventually("the other instance declines all three", || async {
+        let lines = status_lines(&rig, &other, "").await;
+        (lines
+            .iter()
+            .filter(|m| *m == "RTMS stream is consumed by another instance")
+            .count()
+            >= 3)
+            .then_some(())
+    })
+    .await;
+    let after = frames(&rig);
+    eventually("audio still flowing", || async {
+        (frames(&rig) >= after + 3 * 100).then_some(())
+    })
+    .await;
+    // Consumed exactly once all along: no second connection anywhere.
+    let app = &rig.app;
+    assert_eq!(streams_active(&rig, &other).await, 0);
+    assert_eq!(app.state.rtms.active_streams(), 3);
+    assert_eq!(stat(app, "/signaling/total"), 3, "{}", app.sim.stats());
+    assert_eq!(stat(app, "/signaling/open"), 3, "{}", app.sim.stats());
+    assert_eq!(
+        stat(app, "/media/total"),
+        media_sockets,
+        "{}",
+        app.sim.stats()
+    );
+    for (id, _) in &streams {
+        let lines = status_lines(&rig, &app.base, &format!("?engagement_id={id}")).await;
+        assert!(!lines.iter().any(|m| m.contains("taken over")), "{lines:?}");
+    }
+    stop_both(rig, stop_other, other_task).await;
 }

@@ -19,7 +19,7 @@ const RTMS_VERSION: &str = "1.1.0";
 /// Installing the SDK the first time: bounded, but pip needs a moment.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 
-async fn run(cmd: &mut tokio::process::Command, what: &str) -> anyhow::Result<()> {
+pub async fn run(cmd: &mut tokio::process::Command, what: &str) -> anyhow::Result<()> {
     let out = tokio::time::timeout(INSTALL_TIMEOUT, cmd.kill_on_drop(true).output())
         .await
         .with_context(|| format!("{what} timed out"))?

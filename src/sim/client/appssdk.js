@@ -46,10 +46,22 @@
   function newCallId() {
     var b = new Uint8Array(16);
     crypto.getRandomValues(b);
-    return Array.prototype.map.call(b, function (x) {
+    return "id" + Array.prototype.map.call(b, function (x) {
       return x.toString(16).padStart(2, "0");
     }).join("");
   }
+
+  // The real SDK's output mapping (0.16) for the calls covered here: the
+  // client answers some with a bare value.
+  function wrapMessage(v) {
+    return typeof v === "string" ? { message: v } : v;
+  }
+  var MAP_OUTPUT = {
+    getRunningContext: function (v) { return { context: v }; },
+    openUrl: wrapMessage,
+    authorize: wrapMessage,
+    promptAuthorize: wrapMessage,
+  };
 
   function dispatch(name, data) {
     var set = listeners.get(name);
@@ -104,7 +116,11 @@
     if (!configured) {
       return Promise.reject(new Error("must call zoomSdk.config before using other API methods"));
     }
-    return send(apiName, data, timeoutMs);
+    if (apiName === "authorize" && !(data && typeof data.codeChallenge === "string" && data.codeChallenge)) {
+      return Promise.reject(new Error("codeChallenge is required for zoomSdk.authorize"));
+    }
+    var map = MAP_OUTPUT[apiName] || function (v) { return v; };
+    return send(apiName, data, timeoutMs).then(map);
   }
 
   var sdk = {
@@ -121,6 +137,10 @@
       return send("config", data, timeoutMs).then(function (res) {
         if (!res || typeof res.clientVersion !== "string") {
           throw new Error("config failed: the client sent no clientVersion");
+        }
+        // Like the real SDK, which compares it with its version tables.
+        if (!/^\d+(\.\d+)*$/.test(res.clientVersion)) {
+          throw new Error("Invalid version format for currentVersion or requiredVersion");
         }
         configured = true;
         return res;
@@ -153,5 +173,19 @@
     };
   });
 
-  window.zoomSdk = sdk;
+  // Like the real SDK, a Proxy that turns any unknown property into an API
+  // call (or an event subscription for on*), with a warning. So even `then`
+  // is "defined": resolving a promise with the SDK calls `sdk.then(...)`,
+  // which never settles it.
+  window.zoomSdk = new Proxy(sdk, {
+    get: function (target, prop) {
+      var name = String(prop);
+      if (name.charAt(0) === "_" || name === "default" || target[name]) return target[name];
+      console.warn("Method " + name + " is not available in this version of Zoom Apps SDK and might not work correctly. Please, update your version of Zoom Apps SDK");
+      if (/^on/.test(name)) {
+        return function (fn) { target.addEventListener(name, fn); };
+      }
+      return function (options) { return callZoomApi(name, options); };
+    },
+  });
 })();

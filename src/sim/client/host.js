@@ -9,9 +9,12 @@ const contextMode = params.get("context") || "";
 
 const SUPPORTED = [
   "getRunningContext", "getSupportedJsApis", "getAppContext", "getUserContext",
-  "getEngagementContext", "getEngagementStatus", "openUrl",
-  "onEngagementStatusChange", "onEngagementContextChange",
+  "getEngagementContext", "getEngagementStatus", "openUrl", "authorize",
+  "onEngagementStatusChange", "onEngagementContextChange", "onAuthorized",
 ];
+// Dotted digits, as Zoom's clients report it: the SDK compares it with the
+// versions in its compatibility tables and rejects config() otherwise.
+const CLIENT_VERSION = "6.4.10.59312";
 
 const frame = document.getElementById("app");
 const callsEl = document.getElementById("calls");
@@ -31,6 +34,12 @@ function render() {
   document.getElementById("engagement-id").textContent = current ? current.engagementId : "none";
   document.getElementById("engagement-state").textContent = current ? current.state : "none";
   document.getElementById("user").textContent = "agent " + (userParam || (user && user.user_id) || "unknown");
+}
+
+// The Zoom client's refusal of an API the app did not list in config(), in
+// the form Zoom's clients use for permission errors.
+function noPermission() {
+  return apiError(80002, "No Permission for this API. [code:80002, reason:no_permission]");
 }
 
 function apiError(code, message) {
@@ -76,7 +85,7 @@ async function handle(apiName, data) {
       runningContext: "inContactCenter",
       auth: { status: "authorized", upgradable: false },
       unsupportedApis: wanted.filter((c) => !SUPPORTED.includes(c)),
-      clientVersion: "6.2.10.sim",
+      clientVersion: CLIENT_VERSION,
       browserVersion: "chromium/sim",
       userAgent: navigator.userAgent,
       product: "web",
@@ -84,10 +93,12 @@ async function handle(apiName, data) {
     };
   }
   if (!capabilities) throw apiError(10001, "must call zoomSdk.config before using other API methods");
-  if (!capabilities.has(apiName)) throw apiError(10002, `${apiName} is not in the capabilities passed to config`);
+  if (!capabilities.has(apiName)) throw noPermission();
+  // Results as the client sends them; the SDK maps some (a bare running
+  // context becomes {context}, a bare message {message}).
   switch (apiName) {
     case "getRunningContext":
-      return { context: "inContactCenter" };
+      return "inContactCenter";
     case "getSupportedJsApis":
       return { supportedApis: SUPPORTED };
     case "getUserContext":
@@ -109,9 +120,32 @@ async function handle(apiName, data) {
       return { engagementStatus: engagementStatus(current) };
     case "openUrl":
       if (data && data.url) window.open(data.url, "_blank", "noopener");
-      return { message: "success" };
+      return "success";
+    case "authorize":
+      authorizeInClient(data);
+      return "success";
     default:
       throw apiError(10003, `${apiName} is not supported by the simulated client`);
+  }
+}
+
+// In-client OAuth: the code comes later, in onAuthorized (bound to the
+// app's page URL, which the app then uses as the redirect URI).
+async function authorizeInClient(data) {
+  const codeChallenge = (data && data.codeChallenge) || "";
+  const redirectUri = frame.src;
+  try {
+    const res = await fetch("/sim/client/authorize", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ codeChallenge, redirectUri, user: userParam }),
+    });
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
+    emit("onAuthorized", { code: body.code, redirectUri, result: true, state: data && data.state });
+  } catch (e) {
+    logCall(`authorize failed: ${e.message}`, true);
+    emit("onAuthorized", { result: false, state: data && data.state });
   }
 }
 
@@ -146,7 +180,9 @@ window.addEventListener("message", async (ev) => {
 function emit(name, data) {
   if (!capabilities || !capabilities.has(name)) return;
   frame.contentWindow.postMessage({ type: "event", name, data: { ...data, timestamp: Date.now() } }, "*");
-  logCall(`event ${name} ${JSON.stringify(data)}`);
+  // Never show an authorization code in the bridge log.
+  const shown = name === "onAuthorized" ? { result: data.result } : data;
+  logCall(`event ${name} ${JSON.stringify(shown)}`);
 }
 
 // Reconcile the simulator's state with what the app was last told, and push

@@ -1,0 +1,290 @@
+//! The measurements of one stream: frames and transcripts counted, audio
+//! level and peak per channel, who each channel is (caller or agent).
+//!
+//! Pure bookkeeping on data already read: no IO, no clock, no allocation per
+//! audio frame (the base64 payload is decoded into a buffer kept across
+//! frames). Never publishes anything itself; the session decides when.
+
+use base64::Engine as _;
+
+use super::StreamSpec;
+use super::protocol::voice_event;
+use crate::status::{ChannelView, StreamView};
+use crate::time::{now_ms, rfc3339_ms};
+
+/// Every how many audio frames a "Received N audio chunks" line is published.
+pub const CHUNK_REPORT_EVERY: u64 = 50;
+
+/// PCM bytes the scratch buffer holds without growing (48 kHz stereo, 20 ms).
+const PCM_SCRATCH: usize = 4096;
+
+/// Who speaks on a channel, as the page names them.
+pub const CALLER: &str = "caller";
+pub const AGENT: &str = "agent";
+
+#[derive(Debug, Default)]
+struct Channel {
+    id: String,
+    role: &'static str,
+    frames: u64,
+    level: f32,
+    peak: f32,
+}
+
+/// Per-stream counters and the scratch buffer; lives across reconnections.
+#[derive(Debug)]
+pub struct Meter {
+    channels: Vec<Channel>,
+    frames: u64,
+    transcripts: u64,
+    /// Frames / transcripts already added to the engine counters.
+    flushed: (u64, u64),
+    pcm: Vec<u8>,
+    dirty: bool,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Meter {
+    pub fn new() -> Self {
+        Self {
+            channels: Vec::with_capacity(2),
+            frames: 0,
+            transcripts: 0,
+            flushed: (0, 0),
+            pcm: vec![0; PCM_SCRATCH],
+            dirty: true,
+        }
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    pub fn transcripts(&self) -> u64 {
+        self.transcripts
+    }
+
+    /// Something changed since the last [`Meter::view`].
+    pub fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    fn channel(&mut self, id: &str) -> &mut Channel {
+        let pos = match self.channels.iter().position(|c| c.id == id) {
+            Some(pos) => pos,
+            None => {
+                self.channels.push(Channel {
+                    id: id.to_owned(),
+                    ..Channel::default()
+                });
+                self.channels.len() - 1
+            }
+        };
+        &mut self.channels[pos]
+    }
+
+    /// Count and measure one audio frame (`data`: its base64 payload).
+    /// Returns true on every [`CHUNK_REPORT_EVERY`]th frame.
+    pub fn audio(&mut self, channel: &str, data: &[u8]) -> bool {
+        let need = data.len() / 4 * 3 + 3;
+        if need > self.pcm.len() {
+            self.pcm.resize(need, 0);
+        }
+        let level =
+            match base64::engine::general_purpose::STANDARD.decode_slice(data, &mut self.pcm) {
+                Ok(n) => l16_rms(&self.pcm[..n]),
+                Err(_) => 0.0,
+            };
+        let ch = self.channel(channel);
+        ch.frames += 1;
+        ch.level = level;
+        ch.peak = ch.peak.max(level);
+        self.frames += 1;
+        self.dirty = true;
+        self.frames.is_multiple_of(CHUNK_REPORT_EVERY)
+    }
+
+    /// Count one transcript line; returns the role of its channel ("" when
+    /// not known yet).
+    pub fn transcript(&mut self, channel: &str) -> &'static str {
+        self.transcripts += 1;
+        self.dirty = true;
+        self.channels
+            .iter()
+            .find(|c| c.id == channel)
+            .map(|c| c.role)
+            .unwrap_or("")
+    }
+
+    /// Apply a voice event: it may say who a channel is.
+    pub fn event(
+        &mut self,
+        event_type: i64,
+        participant_mode: Option<&str>,
+        channel: Option<&str>,
+    ) {
+        if let (Some(role), Some(ch)) = (role_of(event_type, participant_mode), channel) {
+            let c = self.channel(ch);
+            if c.role != role {
+                c.role = role;
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Counts not yet added to the engine-wide counters (and mark them
+    /// added).
+    pub fn unflushed(&mut self) -> (u64, u64) {
+        let delta = (
+            self.frames - self.flushed.0,
+            self.transcripts - self.flushed.1,
+        );
+        self.flushed = (self.frames, self.transcripts);
+        delta
+    }
+
+    /// The stream view to publish; starts a new peak interval.
+    pub fn view(&mut self, spec: &StreamSpec, state: &str) -> StreamView {
+        let channels = self
+            .channels
+            .iter_mut()
+            .map(|c| {
+                let v = ChannelView {
+                    channel_id: c.id.clone(),
+                    role: c.role.to_owned(),
+                    frames: c.frames,
+                    level: c.level,
+                    peak: c.peak,
+                };
+                c.peak = c.level;
+                v
+            })
+            .collect();
+        self.dirty = false;
+        StreamView {
+            engagement_id: spec.engagement_id.clone(),
+            rtms_stream_id: spec.rtms_stream_id.clone(),
+            state: state.to_owned(),
+            frames: self.frames,
+            transcripts: self.transcripts,
+            channels,
+            updated_at: rfc3339_ms(now_ms()),
+        }
+    }
+}
+
+/// Who a voice event is about: the caller (consumer) or the agent (user),
+/// from its type or, failing that, the participant mode Zoom names.
+pub fn role_of(event_type: i64, participant_mode: Option<&str>) -> Option<&'static str> {
+    match (event_type, participant_mode) {
+        (voice_event::CONSUMER_ANSWERED | voice_event::CONSUMER_END, _) | (_, Some("caller")) => {
+            Some(CALLER)
+        }
+        (voice_event::USER_ANSWERED | voice_event::USER_END, _) | (_, Some("callee")) => {
+            Some(AGENT)
+        }
+        _ => None,
+    }
+}
+
+/// RMS of little-endian 16-bit PCM as a fraction of full scale (0.0 … 1.0).
+pub fn l16_rms(pcm: &[u8]) -> f32 {
+    let samples = pcm.len() / 2;
+    if samples == 0 {
+        return 0.0;
+    }
+    // A square fits in 31 bits, so 2^32 samples' sum fits in an i64.
+    let sum: i64 = pcm
+        .chunks_exact(2)
+        .map(|p| {
+            let s = i16::from_le_bytes([p[0], p[1]]) as i64;
+            s * s
+        })
+        .sum();
+    ((sum as f64 / samples as f64).sqrt() / 32768.0) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(pcm: &[u8]) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .encode(pcm)
+            .into_bytes()
+    }
+
+    #[test]
+    fn rms_of_full_scale_square_is_one_and_silence_is_zero() {
+        let loud: Vec<u8> = (0..320)
+            .flat_map(|i| if i % 2 == 0 { i16::MAX } else { -i16::MAX }.to_le_bytes())
+            .collect();
+        assert!((l16_rms(&loud) - 1.0).abs() < 0.001);
+        assert_eq!(l16_rms(&[0u8; 640]), 0.0);
+        assert_eq!(l16_rms(&[]), 0.0);
+        let min: Vec<u8> = (0..320).flat_map(|_| i16::MIN.to_le_bytes()).collect();
+        assert!((l16_rms(&min) - 1.0).abs() < 0.001);
+    }
+
+    #[test]
+    fn every_fiftieth_frame_is_reported_and_levels_follow_the_audio() {
+        let mut m = Meter::new();
+        let half: Vec<u8> = (0..320).flat_map(|_| 16384i16.to_le_bytes()).collect();
+        let frame = b64(&half);
+        let mut reports = Vec::new();
+        for _ in 0..120 {
+            if m.audio("1", &frame) {
+                reports.push(m.frames());
+            }
+        }
+        assert_eq!(reports, [50, 100]);
+        assert_eq!(m.frames(), 120);
+        let spec = StreamSpec {
+            engagement_id: "E".into(),
+            rtms_stream_id: "S".into(),
+            server_urls: "wss://x".into(),
+        };
+        let v = m.view(&spec, "streaming");
+        assert_eq!(v.channels.len(), 1);
+        assert!((v.channels[0].level - 0.5).abs() < 0.001);
+        assert_eq!(v.channels[0].frames, 120);
+        assert!(!m.dirty());
+        assert_eq!(m.unflushed(), (120, 0));
+        assert_eq!(m.unflushed(), (0, 0));
+    }
+
+    #[test]
+    fn bad_base64_counts_the_frame_at_level_zero() {
+        let mut m = Meter::new();
+        m.audio("2", b"!!not base64!!");
+        let spec = StreamSpec {
+            engagement_id: "E".into(),
+            rtms_stream_id: "S".into(),
+            server_urls: String::new(),
+        };
+        let v = m.view(&spec, "streaming");
+        assert_eq!((v.frames, v.channels[0].level), (1, 0.0));
+        // A frame larger than the scratch buffer is still measured.
+        let big = vec![0x10u8; 12_000];
+        m.audio("2", &b64(&big));
+        assert!(m.view(&spec, "streaming").channels[0].level > 0.0);
+    }
+
+    #[test]
+    fn voice_events_name_the_channels() {
+        assert_eq!(role_of(voice_event::CONSUMER_ANSWERED, None), Some(CALLER));
+        assert_eq!(role_of(voice_event::USER_ANSWERED, None), Some(AGENT));
+        assert_eq!(role_of(voice_event::USER_HOLD, Some("callee")), Some(AGENT));
+        assert_eq!(role_of(voice_event::USER_HOLD, None), None);
+        let mut m = Meter::new();
+        m.event(voice_event::USER_ANSWERED, None, Some("7"));
+        assert_eq!(m.transcript("7"), AGENT);
+        assert_eq!(m.transcript("8"), "");
+        assert_eq!(m.transcripts(), 2);
+    }
+}
