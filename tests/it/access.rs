@@ -10,7 +10,7 @@ use zcc_rtms::access::routes::{ROUTES, Who};
 
 use crate::auth_harness::*;
 use crate::control::second_instance_with;
-use crate::helpers::{Sse, SseEvent, TestApp, WAIT, eventually, streaming_client};
+use crate::helpers::{Sse, SseEvent, TestApp, WAIT, streaming_client};
 use crate::store::Kind;
 
 /// A concrete path for a route template.
@@ -217,36 +217,7 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
         c.access.supervisor_user_ids = vec![listed_id]
     })
     .await;
-    // The second instance hears the first (its fan-out subscription is up).
-    let mut n = 0;
-    eventually("fan-out connected", || {
-        n += 1;
-        app.state
-            .bus
-            .status(None, zcc_rtms::status::Level::Info, format!("probe {n}"));
-        let other = other.clone();
-        async move {
-            let v: Value = app
-                .operator
-                .get(format!("{other}/api/webhooks/events"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["events"]
-                .as_array()?
-                .iter()
-                .any(|e| {
-                    e["message"]
-                        .as_str()
-                        .is_some_and(|m| m.starts_with("probe"))
-                })
-                .then_some(())
-        }
-    })
-    .await;
+    crate::control::fanout_connected(app, &other).await;
 
     let cookie = |name: &str| {
         people
@@ -403,15 +374,7 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
     assert_eq!(on_first["engagements"], json!([]));
 
     // The operator sees all three; a wrong token sees nothing.
-    let all_active: Value = app
-        .operator
-        .get(app.url("/api/engagement/active"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let all_active = app.get_json("/api/engagement/active").await;
     assert_eq!(all_active["engagements"].as_array().map(Vec::len), Some(3));
     let wrong = reqwest::Client::new()
         .get(app.url("/api/engagement/active"))
@@ -421,10 +384,5 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
         .expect("GET");
     assert_eq!(wrong.status(), 401);
 
-    let _ = stop_other.send(());
-    other_task
-        .await
-        .expect("join")
-        .expect("second instance ran");
-    rig.app.shutdown().await;
+    crate::control::stop_both(rig, stop_other, other_task).await;
 }

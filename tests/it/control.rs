@@ -311,6 +311,59 @@ pub(crate) async fn second_instance(
     second_instance_with(rig, |_| {}).await
 }
 
+/// Stop the second instance, then the rig's app.
+pub(crate) async fn stop_both(
+    rig: Rig,
+    stop_other: tokio::sync::oneshot::Sender<()>,
+    other_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let _ = stop_other.send(());
+    other_task
+        .await
+        .expect("join")
+        .expect("second instance ran");
+    rig.app.shutdown().await;
+}
+
+/// The operator's view of `base`'s status lines (newest first).
+pub(crate) async fn status_lines(app: &TestApp, base: &str, query: &str) -> Vec<String> {
+    let v: Value = app
+        .operator
+        .get(format!("{base}/api/webhooks/events{query}"))
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    v["events"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Wait until the instance at `other` hears `app`'s status bus (its
+/// fan-out subscription is up).
+pub(crate) async fn fanout_connected(app: &TestApp, other: &str) {
+    let mut n = 0;
+    crate::helpers::eventually("fan-out connected", || {
+        n += 1;
+        app.state
+            .bus
+            .status(None, zcc_rtms::status::Level::Info, format!("probe {n}"));
+        async move {
+            status_lines(app, other, "")
+                .await
+                .iter()
+                .any(|m| m.starts_with("probe"))
+                .then_some(())
+        }
+    })
+    .await;
+}
+
 /// A second instance like [`second_instance`], its config changed by `tweak`.
 pub(crate) async fn second_instance_with(
     rig: &Rig,
