@@ -10,14 +10,19 @@ use serde_json::{Value, json};
 
 use crate::access::Caller;
 use crate::app::AppState;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/engagement/active", get(active))
 }
 
 async fn active(State(state): State<AppState>, caller: Caller) -> AppResult<Json<Value>> {
-    let mut list = crate::access::active_engagements(&state.store, &caller).await?;
+    let mut list = crate::access::active_engagements(&state.store, &caller)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "listing active engagements");
+            AppError::Unavailable("the store is unreachable; engagements are unknown".into())
+        })?;
     list.sort_by_key(|e| std::cmp::Reverse(e.started_at_ms));
     let active: Vec<_> = list.iter().map(|e| e.view()).collect();
     let latest = active.first().cloned();

@@ -162,6 +162,9 @@ pub(crate) struct MediaPeer {
     pub req: MediaRequest,
     /// CLIENT_READY_ACK received for it: media may flow.
     pub ready: bool,
+    /// While it is behind (buffered audio being replayed): the next frame
+    /// (Unix ms / 20) it is owed. None once it follows the live frames.
+    pub cursor: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -202,10 +205,23 @@ pub(crate) struct StreamInner {
     /// fires if nothing happened since it was set.
     pub interrupt_gen: u64,
     pub first_packet_ts: Option<i64>,
+    /// Audio since this time (Unix ms) is owed to the first consumer; gone
+    /// once it was delivered, refused (`buffer_data: false`) or the first
+    /// connection was lost.
+    pub buffer_from_ms: Option<i64>,
+    /// Media kinds (bits) that were handed the buffered audio.
+    pub buffer_delivered: u8,
 }
 
 impl Stream {
-    pub fn new(engagement: &SimEngagement, agent: SimUser, cancel: CancellationToken) -> Self {
+    /// `started_ms`: when its audio began (Unix ms), the start of what
+    /// Zoom buffers for the first consumer.
+    pub fn new(
+        engagement: &SimEngagement,
+        agent: SimUser,
+        started_ms: i64,
+        cancel: CancellationToken,
+    ) -> Self {
         let id = crate::config::random_hex(16);
         Self {
             offset: super::audio::stream_offset(&id),
@@ -224,6 +240,8 @@ impl Stream {
                 driver_running: false,
                 interrupt_gen: 0,
                 first_packet_ts: None,
+                buffer_from_ms: Some(started_ms),
+                buffer_delivered: 0,
             }),
         }
     }
