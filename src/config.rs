@@ -119,6 +119,12 @@ pub struct ServeArgs {
     /// Milliseconds a stream lease lives between renewals (with Redis).
     #[arg(long, env = "RTMS_LEASE_TTL_MS")]
     pub rtms_lease_ttl_ms: Option<String>,
+    /// Milliseconds another instance's unfinished webhook waits before this one takes it over (with Redis).
+    #[arg(long, env = "INBOX_CLAIM_IDLE_MS")]
+    pub inbox_claim_idle_ms: Option<String>,
+    /// Seconds after which an engagement never reported ended is closed.
+    #[arg(long, env = "ENGAGEMENT_MAX_AGE_SECS")]
+    pub engagement_max_age_secs: Option<String>,
     /// In demo mode: do not drive engagements automatically.
     #[arg(long, env = "DEMO_MANUAL")]
     pub demo_manual: Option<String>,
@@ -242,7 +248,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub rtms: RtmsConfig,
+    pub inbox: crate::inbox::InboxConfig,
+    /// Engagements not ended after this long are closed.
+    pub engagement_max_age: Duration,
 }
+
+/// Default of `ENGAGEMENT_MAX_AGE_SECS`: 12 hours.
+pub const DEFAULT_ENGAGEMENT_MAX_AGE: Duration = Duration::from_secs(12 * 60 * 60);
 
 #[derive(Debug, Clone)]
 pub struct RtmsConfig {
@@ -410,6 +422,30 @@ impl Config {
                     reason: format!("{raw:?} is not a number of milliseconds ≥ 300"),
                 })?;
         }
+        let mut inbox = crate::inbox::InboxConfig::default();
+        if let Some(raw) = args.inbox_claim_idle_ms.as_deref() {
+            inbox.claim_idle = raw
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 200)
+                .map(Duration::from_millis)
+                .ok_or_else(|| ConfigError::Malformed {
+                    var: "INBOX_CLAIM_IDLE_MS",
+                    reason: format!("{raw:?} is not a number of milliseconds ≥ 200"),
+                })?;
+        }
+        let engagement_max_age = match args.engagement_max_age_secs.as_deref() {
+            None => DEFAULT_ENGAGEMENT_MAX_AGE,
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s >= 1)
+                .map(Duration::from_secs)
+                .ok_or_else(|| ConfigError::Malformed {
+                    var: "ENGAGEMENT_MAX_AGE_SECS",
+                    reason: format!("{raw:?} is not a positive number of seconds"),
+                })?,
+        };
         let redis_url = match args.redis_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(u) => {
@@ -452,6 +488,8 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("data")),
             log_format,
             rtms,
+            inbox,
+            engagement_max_age,
         })
     }
 

@@ -7,7 +7,6 @@
 pub mod app;
 pub mod config;
 pub mod context;
-pub mod dedup;
 pub mod demo;
 pub mod dispatch;
 pub mod doctor;
@@ -15,6 +14,7 @@ pub mod engagements;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod inbox;
 pub mod rtms;
 pub mod secret;
 pub mod session;

@@ -8,17 +8,22 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::error::{AppError, AppResult};
 use crate::session::MaybeSession;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/engagement/active", get(active))
 }
 
-async fn active(State(state): State<AppState>, MaybeSession(session): MaybeSession) -> Json<Value> {
-    let active: Vec<_> = state
-        .engagements
-        .active()
-        .await
+async fn active(
+    State(state): State<AppState>,
+    MaybeSession(session): MaybeSession,
+) -> AppResult<Json<Value>> {
+    let all = state.engagements.active().await.map_err(|e| {
+        tracing::warn!(error = %e, "listing active engagements");
+        AppError::Unavailable("the store is unreachable; engagements are unknown".into())
+    })?;
+    let active: Vec<_> = all
         .iter()
         .filter(|e| {
             session
@@ -28,10 +33,10 @@ async fn active(State(state): State<AppState>, MaybeSession(session): MaybeSessi
         .map(|e| e.view())
         .collect();
     let latest = active.first().cloned();
-    Json(json!({
+    Ok(Json(json!({
         "active": latest.is_some(),
         "engagementId": latest.as_ref().map(|e| e.engagement_id.clone()),
         "engagement": latest,
         "engagements": active,
-    }))
+    })))
 }

@@ -22,16 +22,16 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// Readiness: the store answers.
+/// Readiness: a value written to the store is read back (503 with the
+/// reason otherwise), so webhooks can be stored.
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, crate::error::AppError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| crate::error::AppError::Unavailable(format!("store: {e}")))?;
+    state.store.check_write().await.map_err(|e| {
+        crate::error::AppError::Unavailable(format!("{} store: {e}", state.store.backend_name()))
+    })?;
     Ok(Json(json!({
         "status": "ready",
         "store": state.store.backend_name(),
+        "instance": &*state.instance,
         "streams_active": state.rtms.active_streams(),
     })))
 }

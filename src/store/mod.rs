@@ -13,8 +13,8 @@
 //! stream is decided by the Zoom client and the RTMS manager.
 
 pub mod crypto;
-mod embedded;
-mod redis;
+pub(crate) mod embedded;
+pub(crate) mod redis;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,9 +47,25 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+/// The store being unreachable is a 503 with a reason (retry later); an
+/// unreadable value is a 500.
 impl From<StoreError> for crate::error::AppError {
     fn from(e: StoreError) -> Self {
-        crate::error::AppError::Internal(anyhow::Error::new(e).context("store"))
+        match e {
+            StoreError::Corrupt { .. } => {
+                crate::error::AppError::Internal(anyhow::Error::new(e).context("store"))
+            }
+            other => {
+                tracing::warn!(error = %other, "store unavailable");
+                crate::error::AppError::Unavailable(format!(
+                    "the {} store is unavailable",
+                    match other {
+                        StoreError::Redis(_) => "Redis",
+                        _ => "data",
+                    }
+                ))
+            }
+        }
     }
 }
 
@@ -176,8 +192,55 @@ impl Store {
         }
     }
 
-    fn key(&self, kind: &str, id: &str) -> String {
+    pub(crate) fn key(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.prefix)
+    }
+
+    /// The embedded backend, for modules that keep tables of their own in
+    /// the same file (the webhook inbox).
+    pub(crate) fn embedded(&self) -> Option<&embedded::Embedded> {
+        match &self.inner {
+            Inner::Embedded(b) => Some(b),
+            Inner::Redis(_) => None,
+        }
+    }
+
+    /// The Redis backend, for modules with structures of their own there.
+    pub(crate) fn redis(&self) -> Option<&redis::RedisBackend> {
+        match &self.inner {
+            Inner::Redis(b) => Some(b),
+            Inner::Embedded(_) => None,
+        }
+    }
+
+    /// Seal `plain` bound to `key` (what [`Store::open_value`] checks).
+    pub(crate) fn seal_value(&self, key: &str, plain: &[u8]) -> Vec<u8> {
+        self.sealer.seal(key, plain)
+    }
+
+    pub(crate) fn open_value(&self, key: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.sealer
+            .open(key, sealed)
+            .map_err(|e| StoreError::Corrupt {
+                key: key.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Readiness: a value written is read back (a real write round-trip on
+    /// the embedded file, a round-trip to Redis).
+    pub async fn check_write(&self) -> Result<(), StoreError> {
+        let key = self.key("ready", &crate::config::random_hex(8));
+        let nonce = crate::config::random_hex(8).into_bytes();
+        backend!(self.put(key.clone(), nonce.clone(), Some(Duration::from_secs(60))))?;
+        let back = backend!(self.take(key))?;
+        if back.as_deref() == Some(nonce.as_slice()) {
+            Ok(())
+        } else {
+            Err(StoreError::Backend(
+                "a value written was not read back".into(),
+            ))
+        }
     }
 
     // ---- sealed JSON values ----

@@ -18,17 +18,17 @@ use crate::helpers::{WAIT, eventually, init};
 use crate::redis_server::RedisServer;
 
 /// A simulator running in this process.
-struct Sim {
-    handle: SimHandle,
-    base: String,
-    cfg: SimConfig,
+pub(crate) struct Sim {
+    pub(crate) handle: SimHandle,
+    pub(crate) base: String,
+    pub(crate) cfg: SimConfig,
     ca_cert: Option<std::path::PathBuf>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Sim {
-    async fn start() -> Sim {
+    pub(crate) async fn start() -> Sim {
         init();
         let mut cfg = SimConfig::generated();
         cfg.tls = true;
@@ -54,16 +54,16 @@ impl Sim {
 }
 
 /// Where the binary keeps its state.
-enum StoreAt<'a> {
+pub(crate) enum StoreAt<'a> {
     Dir(&'a std::path::Path),
     Redis(&'a RedisServer),
 }
 
 /// The real binary, serving on a free port, killed by PID when dropped.
-struct Binary<'a> {
+pub(crate) struct Binary<'a> {
     sim: &'a Sim,
-    child: Child,
-    base: String,
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Ends for Binary<'_> {
@@ -84,13 +84,13 @@ impl Ends for Binary<'_> {
     }
 }
 
-struct Secrets {
-    key: [u8; 32],
+pub(crate) struct Secrets {
+    pub(crate) key: [u8; 32],
     session: String,
 }
 
 impl Secrets {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut key = [0u8; 32];
         for (i, b) in zcc_rtms::config::random_hex(32)
             .as_bytes()
@@ -107,7 +107,7 @@ impl Secrets {
 }
 
 impl<'a> Binary<'a> {
-    async fn spawn(
+    pub(crate) async fn spawn(
         sim: &'a Sim,
         at: &StoreAt<'_>,
         secrets: &Secrets,
@@ -116,7 +116,7 @@ impl<'a> Binary<'a> {
         Self::spawn_env(sim, at, secrets, cwd, &[]).await
     }
 
-    async fn spawn_env(
+    pub(crate) async fn spawn_env(
         sim: &'a Sim,
         at: &StoreAt<'_>,
         secrets: &Secrets,
@@ -174,7 +174,7 @@ impl<'a> Binary<'a> {
     }
 
     /// SIGKILL: no shutdown, no flush, nothing.
-    async fn kill9(mut self) {
+    pub(crate) async fn kill9(mut self) {
         self.child.start_kill().expect("kill");
         tokio::time::timeout(WAIT, self.child.wait())
             .await

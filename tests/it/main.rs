@@ -16,6 +16,8 @@ mod control;
 mod fixtures;
 mod flow;
 mod http;
+mod inbox;
+mod lifecycle;
 mod ownership;
 mod resilience;
 mod sim_buffer;
