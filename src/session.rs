@@ -65,7 +65,7 @@ pub fn revoked(data: &SessionData, revoked_at_ms: i64) -> bool {
 /// `data` unless its user removed the app after it was issued. A store
 /// failure keeps the session (the narrower view; data routes then answer
 /// 503 on their own).
-async fn unless_revoked(state: &AppState, data: SessionData) -> Option<SessionData> {
+pub async fn unless_revoked(state: &AppState, data: SessionData) -> Option<SessionData> {
     match state.store.sessions_revoked_at(&data.user_id).await {
         Ok(Some(at)) if revoked(&data, at) => None,
         Ok(_) => Some(data),

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crypto::{SealError, Sealer, TokenKey};
 pub use embedded::FILE_NAME as EMBEDDED_FILE_NAME;
+pub use redis::client as redis_client;
 
 use crate::engagements::Engagement;
 
@@ -82,8 +83,14 @@ pub enum ActiveIndex<'a> {
 /// Where the store lives.
 #[derive(Debug, Clone)]
 pub enum Backend {
-    Embedded { dir: PathBuf },
-    Redis { url: crate::secret::Secret },
+    Embedded {
+        dir: PathBuf,
+    },
+    Redis {
+        url: crate::secret::Secret,
+        /// Trusted root (PEM) for `rediss://`; the system's roots otherwise.
+        ca_cert: Option<PathBuf>,
+    },
 }
 
 /// One account user's Zoom tokens, as stored.
@@ -155,9 +162,10 @@ impl Store {
     pub async fn open(backend: &Backend, key: &TokenKey, prefix: &str) -> Result<Self, StoreError> {
         let inner = match backend {
             Backend::Embedded { dir } => Inner::Embedded(embedded::Embedded::open(dir).await?),
-            Backend::Redis { url } => {
-                Inner::Redis(redis::RedisBackend::connect(url.expose()).await?)
-            }
+            Backend::Redis { url, ca_cert } => Inner::Redis(
+                redis::RedisBackend::connect(&redis::client(url.expose(), ca_cert.as_deref())?)
+                    .await?,
+            ),
         };
         Ok(Self {
             inner,

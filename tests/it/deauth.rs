@@ -95,6 +95,18 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
         st["authenticated"], false,
         "the old session no longer resolves: {st}"
     );
+    let signed_in_only = |cookie: String| async move {
+        get(app, "/api/engagement/active", Some(&cookie))
+            .await
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        signed_in_only(leaver_cookie.clone()).await,
+        401,
+        "the caller is nobody now"
+    );
+    assert_eq!(signed_in_only(stayer_cookie.clone()).await, 200);
     let lines = app
         .get_json(&format!("/api/webhooks/events?engagement_id={leaver_call}"))
         .await;

@@ -2,6 +2,7 @@
 
 mod helpers;
 mod redis_server;
+mod redis_tls;
 
 mod access;
 mod access_edge;

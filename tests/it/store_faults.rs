@@ -35,8 +35,9 @@ async fn post(app: &TestApp, body: &[u8]) -> (u16, Value) {
     (code, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// GET as the operator (who sees everything).
 async fn status_of(app: &TestApp, path: &str) -> (u16, Value) {
-    let resp = app.get(path).await;
+    let resp = app.operator.get(app.url(path)).send().await.expect("GET");
     let code = resp.status().as_u16();
     (code, resp.json().await.unwrap_or(Value::Null))
 }

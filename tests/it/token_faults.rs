@@ -58,8 +58,12 @@ async fn a_refresh_whose_save_fails_is_held_used_and_stored_later_and_the_user_s
     let rig = Rig::spawn(Kind::Redis).await;
     let app = &rig.app;
     let cookie = install(app, None).await;
-    let engagement = app.sim.create_engagement().await.expect("engagement");
     let user = app.sim.default_user();
+    let engagement = app
+        .sim
+        .create_engagement_for(&user.user_id)
+        .await
+        .expect("engagement");
     let before = app
         .state
         .store
