@@ -129,8 +129,7 @@ async fn rediss_with_the_test_ca_works_and_is_refused_without_it() {
 
     let err = open(redis.url(), None)
         .await
-        .err()
-        .expect("the system roots do not know the test CA");
+        .expect_err("the system roots do not know the test CA");
     assert!(!err.is_empty());
     let plain = open(format!("redis://127.0.0.1:{}/", redis.port), None).await;
     assert!(plain.is_err(), "the server speaks TLS only");
