@@ -44,6 +44,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Encrypts the session cookie; derived from `SESSION_SECRET`.
     pub cookie_key: axum_extra::extract::cookie::Key,
+    /// Rate limit and live-feed caps.
+    pub edge: crate::http::edge::Edge,
 }
 
 pub struct App {
@@ -112,6 +114,7 @@ impl App {
         );
         let state = AppState {
             cookie_key: crate::session::cookie_key(&config.session_secret),
+            edge: crate::http::edge::Edge::new(&config.edge),
             engagements: Engagements::new(bus.clone(), store.clone()),
             config: Arc::new(config),
             bus,
@@ -226,19 +229,9 @@ impl App {
         }
 
         let inbox = state.inbox.clone();
+        let edge = state.config.edge.clone();
         let router = crate::http::router(state);
-        let trigger = cancel.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {},
-                    _ = trigger.cancelled() => {},
-                }
-                tracing::info!("shutting down");
-                trigger.cancel();
-            })
-            .await
-            .context("HTTP server")?;
+        crate::http::edge::serve(listener, router, &edge, cancel.clone(), shutdown).await;
 
         cancel.cancel();
         // Requests still in flight have stored their webhooks; take no more.

@@ -4,6 +4,7 @@
 //! The binary is thin; everything lives here so tests, the simulator and demo
 //! mode run the same code. See `../shared/design.md` for the flows.
 
+pub mod access;
 pub mod app;
 pub mod config;
 pub mod context;

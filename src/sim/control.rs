@@ -163,8 +163,21 @@ async fn voice_event(
     Ok(Json(json!({"sent": sent})))
 }
 
-async fn create_user(State(sim): State<SimHandle>) -> Json<Value> {
-    Json(json!(sim.create_user()))
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    account_id: Option<String>,
+    role_name: Option<String>,
+}
+
+/// `POST /sim/users [{account_id, role_name}]`: a user in a new account, or
+/// in the given one, with the given `users/me` role (default `Member`).
+async fn create_user(State(sim): State<SimHandle>, bytes: Bytes) -> Result<Json<Value>, AppError> {
+    let req: NewUser = body(&bytes)?;
+    let role = req.role_name.as_deref().unwrap_or("Member");
+    Ok(Json(json!(
+        sim.create_user_in(req.account_id.as_deref(), role)
+    )))
 }
 
 async fn list_users(State(sim): State<SimHandle>) -> Json<Value> {

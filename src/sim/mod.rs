@@ -145,6 +145,8 @@ pub struct SimUser {
     pub first_name: String,
     pub last_name: String,
     pub display_name: String,
+    /// What `users/me` says in `role_name`: `Owner`, `Admin` or `Member`.
+    pub role_name: String,
 }
 
 /// Tokens as a successful `/oauth/token` answer carries them.
@@ -284,6 +286,12 @@ impl SimHandle {
     /// Create another user in a new account.
     pub fn create_user(&self) -> SimUser {
         self.shared.create_user()
+    }
+
+    /// Create a user in `account_id` (a new account when None) with a
+    /// `users/me` role (`Owner`, `Admin`, `Member`).
+    pub fn create_user_in(&self, account_id: Option<&str>, role_name: &str) -> SimUser {
+        self.shared.create_user_in(account_id, role_name)
     }
 
     pub fn users(&self) -> Vec<SimUser> {

@@ -126,6 +126,7 @@ pub(crate) fn new_user(first: &str, last: &str, account_id: String, email: Strin
         first_name: first.into(),
         last_name: last.into(),
         display_name: format!("{first} {last}"),
+        role_name: "Member".into(),
     }
 }
 
@@ -264,14 +265,19 @@ impl Shared {
     }
 
     pub fn create_user(&self) -> SimUser {
+        self.create_user_in(None, "Member")
+    }
+
+    pub fn create_user_in(&self, account_id: Option<&str>, role_name: &str) -> SimUser {
         let mut st = lock(&self.state);
         let n = st.users.len() + 1;
-        let user = new_user(
+        let mut user = new_user(
             "Agent",
             &format!("Number{n}"),
-            zoom_id(),
+            account_id.map_or_else(zoom_id, str::to_owned),
             format!("agent{n}@sim.zcc-rtms.invalid"),
         );
+        user.role_name = role_name.to_owned();
         st.users.insert(user.user_id.clone(), user.clone());
         user
     }

@@ -82,6 +82,23 @@ impl Ends for Binary<'_> {
     fn sim(&self) -> &SimHandle {
         &self.sim.handle
     }
+    async fn engagement_known(&self, engagement_id: &str) -> bool {
+        let Ok(resp) = self
+            .http()
+            .get(self.url("/api/engagement/active"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+        else {
+            return false;
+        };
+        resp.json::<Value>().await.is_ok_and(|v| {
+            v["engagements"].as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|e| e["engagement_id"].as_str() == Some(engagement_id))
+            })
+        })
+    }
 }
 
 pub(crate) struct Secrets {
@@ -137,6 +154,7 @@ impl<'a> Binary<'a> {
             .env("ZOOM_HOST", &sim.base)
             .env("ZOOM_API_URL", format!("{}/v2", sim.base))
             .env("SESSION_SECRET", &secrets.session)
+            .env("ADMIN_TOKEN", OPERATOR_TOKEN)
             .env("TOKEN_ENCRYPTION_KEY", hex::encode(secrets.key))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -187,12 +205,7 @@ impl<'a> Binary<'a> {
 /// return the session cookie and engagement.
 async fn install_and_refresh(bin: &Binary<'_>) -> (String, String) {
     let cookie = install(bin, None).await;
-    let engagement = bin
-        .sim
-        .handle
-        .create_engagement()
-        .await
-        .expect("engagement");
+    let engagement = new_engagement(bin, None).await;
     fault(bin, json!({ "expire_tokens": true })).await;
     let (code, body) = control(bin, Some(&cookie), &engagement, "stop").await;
     assert_eq!(code, StatusCode::OK, "{body}");
@@ -301,10 +314,14 @@ async fn tokens_refreshed_just_before_a_kill_9_survive_on_redis_even_when_redis_
     bin.kill9().await;
 }
 
+/// The binaries' `ADMIN_TOKEN` (for `/api/stats`).
+pub(crate) const OPERATOR_TOKEN: &str = "operator-token-for-the-crash-tests-0123456789";
+
 async fn streams_active(app: &impl Ends) -> u64 {
     let v: Value = app
         .http()
         .get(app.url("/api/stats"))
+        .bearer_auth(OPERATOR_TOKEN)
         .send()
         .await
         .expect("stats")
@@ -366,6 +383,7 @@ async fn a_stream_whose_owner_is_killed_is_taken_over_by_another_instance() {
         let v: Value = survivor
             .http()
             .get(survivor.url("/api/stats"))
+            .bearer_auth(OPERATOR_TOKEN)
             .send()
             .await
             .ok()?

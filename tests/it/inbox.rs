@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::auth_crash::{Binary, Secrets, Sim, StoreAt};
+use crate::auth_crash::{Binary, OPERATOR_TOKEN, Secrets, Sim, StoreAt};
 use crate::helpers::{WAIT, eventually, now_secs, sign};
 use crate::redis_server::RedisServer;
 
@@ -51,10 +51,11 @@ async fn burst(sim: &Sim, bases: &[String], ids: &[String], concurrency: usize) 
     assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
 }
 
-/// The active engagement ids `base` lists (no session: all of them).
+/// The active engagement ids `base` lists (to the operator: all of them).
 pub(crate) async fn active_ids(http: &reqwest::Client, base: &str) -> Option<HashSet<String>> {
     let v: Value = http
         .get(format!("{base}/api/engagement/active"))
+        .bearer_auth(OPERATOR_TOKEN)
         .send()
         .await
         .ok()?
@@ -233,6 +234,7 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
         let v: Value = sim
             .http
             .get(format!("{}/api/webhooks/events?engagement_id={id}", a.base))
+            .bearer_auth(OPERATOR_TOKEN)
             .send()
             .await
             .expect("events")
@@ -270,6 +272,7 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
             let v: Value = sim
                 .http
                 .get(format!("{base}/api/stats"))
+                .bearer_auth(OPERATOR_TOKEN)
                 .send()
                 .await
                 .ok()?

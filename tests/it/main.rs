@@ -3,6 +3,8 @@
 mod helpers;
 mod redis_server;
 
+mod access;
+mod access_edge;
 mod appssdk;
 mod auth;
 mod auth_crash;

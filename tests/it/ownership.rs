@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::auth_harness::Rig;
-use crate::control::second_instance;
+use crate::control::{fanout_connected, second_instance, status_lines, stop_both};
 use crate::flow::stat;
 use crate::helpers::{eventually, now_secs, sign};
 use crate::store::Kind;
@@ -55,24 +55,10 @@ async fn post_started_once(
     resp.status()
 }
 
-/// Stop the second instance, then the rig's app.
-async fn stop_both(
-    rig: Rig,
-    stop_other: tokio::sync::oneshot::Sender<()>,
-    other_task: tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let _ = stop_other.send(());
-    other_task
-        .await
-        .expect("join")
-        .expect("second instance ran");
-    rig.app.shutdown().await;
-}
-
 async fn streams_active(rig: &Rig, base: &str) -> u64 {
     let v: serde_json::Value = rig
         .app
-        .client
+        .operator
         .get(format!("{base}/api/stats"))
         .send()
         .await
@@ -126,50 +112,20 @@ async fn a_stream_is_consumed_by_one_instance_and_taken_over_when_it_stops() {
     stop_both(rig, stop_other, other_task).await;
 }
 
-async fn status_lines(rig: &Rig, base: &str, query: &str) -> Vec<String> {
-    let v: serde_json::Value = rig
-        .app
-        .client
-        .get(format!("{base}/api/webhooks/events{query}"))
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json");
-    v["events"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|e| e["message"].as_str().map(str::to_owned))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_page_on_another_instance_sees_the_stream_live() {
     let rig = Rig::spawn(Kind::Redis).await;
     let (other, stop_other, other_task) = second_instance(&rig).await;
     let app = &rig.app;
-    // Wait until the other instance hears this one (its subscription is up).
-    let mut n = 0;
-    eventually("fan-out connected", || {
-        n += 1;
-        app.state
-            .bus
-            .status(None, zcc_rtms::status::Level::Info, format!("probe {n}"));
-        async {
-            status_lines(&rig, &other, "")
-                .await
-                .iter()
-                .any(|m| m.starts_with("probe"))
-                .then_some(())
-        }
-    })
-    .await;
+    fanout_connected(app, &other).await;
 
     let id = app.sim.create_engagement().await.expect("engagement");
-    let mut feed =
-        crate::helpers::Sse::open(&format!("{other}/api/events?engagement_id={id}")).await;
+    let mut feed = crate::helpers::Sse::open_with(
+        crate::helpers::streaming_client()
+            .get(format!("{other}/api/events?engagement_id={id}"))
+            .bearer_auth(&app.admin_token),
+    )
+    .await;
     app.sim.start_rtms(&id).await.expect("start");
     feed.wait_for_status("Starting RTMS connection").await;
     feed.wait_for_status("Received 50 audio chunks").await;
@@ -184,7 +140,7 @@ async fn a_page_on_another_instance_sees_the_stream_live() {
         streams_active(&rig, &other).await + app.state.rtms.active_streams() as u64,
         1
     );
-    let lines = status_lines(&rig, &other, &format!("?engagement_id={id}")).await;
+    let lines = status_lines(app, &other, &format!("?engagement_id={id}")).await;
     assert!(
         lines.contains(&"Received 50 audio chunks".to_owned()),
         "{lines:?}"
@@ -303,7 +259,7 @@ async fn a_redis_outage_longer_than_the_lease_leaves_every_stream_with_its_owner
         );
     }
     for (id, _) in &streams {
-        let lines = status_lines(&rig, &app.base, &format!("?engagement_id={id}")).await;
+        let lines = status_lines(app, &app.base, &format!("?engagement_id={id}")).await;
         assert!(!lines.iter().any(|m| m.contains("taken over")), "{lines:?}");
     }
     stop_both(rig, stop_other, other_task).await;
