@@ -17,6 +17,7 @@ mod cli;
 mod context;
 mod control;
 mod deauth;
+mod deploy;
 mod fixtures;
 mod flow;
 mod fuzz;
