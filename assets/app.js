@@ -148,6 +148,7 @@ function renderLive() {
     open: "Live",
     reconnecting: "Live: reconnecting…",
     closed: "Live: offline, retrying",
+    "signed-out": "Live: sign in to see your engagements",
   }[state.live] || state.live;
   setState("live", state.live, text);
 }
@@ -414,6 +415,7 @@ async function refreshAuth() {
   try {
     state.auth = await getJSON("/api/auth/status");
     if (authorized()) clearAlert("auth");
+    if (state.live === "signed-out" && signedIn()) startFeed();
   } catch (e) {
     state.auth = { error: e instanceof ApiError ? e.reason : "network error" };
   }
@@ -437,6 +439,7 @@ async function bindAppContext(sdk) {
   try {
     state.session = await getJSON(`/api/context?token=${encodeURIComponent(token)}`);
     clearAlert("context");
+    if (state.live === "signed-out") startFeed();
   } catch (e) {
     state.session = null;
     const reason = e instanceof ApiError ? e.reason : e.message;
@@ -524,9 +527,23 @@ window.addEventListener("focus", () => {
 
 // ---------- start-up ----------
 
+/** The feed carries only the caller's own engagements, so it needs a
+ * session (or demo mode, which is open): opened once we know who we are. */
+function signedIn() {
+  return state.mode === "demo" || Boolean(state.session) || Boolean(state.auth && state.auth.userId);
+}
+
+function startFeed() {
+  if (signedIn()) {
+    followFeed();
+  } else {
+    state.live = "signed-out";
+    renderLive();
+  }
+}
+
 async function start() {
   renderAll();
-  feed.follow("");
   let zoom = null;
   try {
     zoom = await connect(meta("zcc-apps-sdk"));
@@ -544,7 +561,7 @@ async function start() {
     const tracker = new EngagementTracker((current, switched) => {
       state.sdkEngagement = current;
       if (switched) state.requested = null;
-      followFeed();
+      if (signedIn()) followFeed();
       renderEngagement();
       renderMedia();
       if (switched) {
@@ -556,6 +573,7 @@ async function start() {
   }
   renderAll();
   await refreshAuth();
+  startFeed();
   document.documentElement.dataset.ready = "true";
 }
 

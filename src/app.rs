@@ -7,22 +7,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::config::{Config, Mode};
-use crate::dedup::Dedup;
 use crate::demo;
-use crate::dispatch::{self, Dispatcher};
+use crate::dispatch::Dispatcher;
 use crate::engagements::Engagements;
+use crate::inbox::Inbox;
 use crate::rtms::RtmsManager;
 use crate::rtms::SessionDeps;
 use crate::sim::{SimConfig, Simulator};
 use crate::status::StatusBus;
 use crate::store::{Backend, Store};
-use crate::webhook::Envelope;
 use crate::zoom::{ZoomClient, ZoomClientConfig};
 
 /// Shared by every handler; cheap to clone.
@@ -32,8 +30,10 @@ pub struct AppState {
     pub bus: StatusBus,
     pub engagements: Engagements,
     pub rtms: RtmsManager,
-    pub webhooks: mpsc::Sender<Envelope>,
-    pub dedup: Dedup,
+    /// Verified webhooks, stored before they are answered.
+    pub inbox: Inbox,
+    /// This instance's name (stream leases, inbox consumer).
+    pub instance: Arc<str>,
     /// Tokens, engagements, de-duplication keys, stream ownership.
     pub store: Store,
     /// Zoom OAuth and REST, with single-flight token refresh.
@@ -44,6 +44,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Encrypts the session cookie; derived from `SESSION_SECRET`.
     pub cookie_key: axum_extra::extract::cookie::Key,
+    /// Rate limit and live-feed caps.
+    pub edge: crate::http::edge::Edge,
 }
 
 pub struct App {
@@ -51,7 +53,6 @@ pub struct App {
     state: AppState,
     addr: SocketAddr,
     sim: Option<Simulator>,
-    webhook_rx: mpsc::Receiver<Envelope>,
 }
 
 impl App {
@@ -88,6 +89,10 @@ impl App {
             },
             store.clone(),
         );
+        let instance = format!("instance-{}", crate::config::random_hex(8));
+        let inbox = Inbox::open(&store, &instance, config.inbox.clone())
+            .await
+            .context("opening the webhook inbox")?;
         let bus = StatusBus::new();
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -104,18 +109,18 @@ impl App {
             tracker.clone(),
             store.is_shared().then(|| crate::rtms::lease::Leases {
                 store: store.clone(),
-                owner: format!("instance-{}", crate::config::random_hex(8)),
+                owner: instance.clone(),
             }),
         );
-        let (webhooks, webhook_rx) = mpsc::channel(dispatch::QUEUE_DEPTH);
         let state = AppState {
             cookie_key: crate::session::cookie_key(&config.session_secret),
+            edge: crate::http::edge::Edge::new(&config.edge),
             engagements: Engagements::new(bus.clone(), store.clone()),
             config: Arc::new(config),
             bus,
             rtms,
-            webhooks,
-            dedup: Dedup::new(store.clone(), crate::dedup::DEDUP_TTL),
+            inbox,
+            instance: instance.into(),
             store,
             zoom,
             http,
@@ -131,7 +136,6 @@ impl App {
             state,
             addr,
             sim,
-            webhook_rx,
         })
     }
 
@@ -159,7 +163,6 @@ impl App {
             state,
             addr,
             sim,
-            webhook_rx,
         } = self;
         let cancel = state.cancel.clone();
         let tracker = state.tracker.clone();
@@ -169,8 +172,16 @@ impl App {
             engagements: state.engagements.clone(),
             rtms: state.rtms.clone(),
         };
-        tracker.spawn(dispatcher.run(webhook_rx, cancel.clone()));
+        state
+            .inbox
+            .spawn_worker(dispatcher, cancel.clone(), &tracker);
         tracker.spawn(sweep_store(state.store.clone(), cancel.clone()));
+        tracker.spawn(close_stale_engagements(
+            state.engagements.clone(),
+            state.rtms.clone(),
+            state.config.engagement_max_age,
+            cancel.clone(),
+        ));
         if let Some(url) = &state.config.redis_url {
             crate::fanout::spawn(
                 url.expose(),
@@ -217,21 +228,14 @@ impl App {
             );
         }
 
+        let inbox = state.inbox.clone();
+        let edge = state.config.edge.clone();
         let router = crate::http::router(state);
-        let trigger = cancel.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {},
-                    _ = trigger.cancelled() => {},
-                }
-                tracing::info!("shutting down");
-                trigger.cancel();
-            })
-            .await
-            .context("HTTP server")?;
+        crate::http::edge::serve(listener, router, &edge, cancel.clone(), shutdown).await;
 
         cancel.cancel();
+        // Requests still in flight have stored their webhooks; take no more.
+        inbox.close();
         tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
             .await
@@ -271,6 +275,33 @@ async fn sweep_store(store: Store, cancel: CancellationToken) {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(removed = n, "expired store entries removed"),
                     Err(e) => tracing::warn!(error = %e, "sweeping the store"),
+                }
+            }
+        }
+    }
+}
+
+/// Close engagements never reported ended once they are older than
+/// `max_age` (and stop their streams), checking a few times per `max_age`.
+async fn close_stale_engagements(
+    engagements: Engagements,
+    rtms: RtmsManager,
+    max_age: Duration,
+    cancel: CancellationToken,
+) {
+    let every = (max_age / 4).clamp(Duration::from_millis(250), Duration::from_secs(300));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                match engagements.close_stale(max_age, crate::time::now_ms()).await {
+                    Ok(closed) => {
+                        for id in closed {
+                            rtms.stop_engagement(&id);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "closing stale engagements"),
                 }
             }
         }

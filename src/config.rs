@@ -119,9 +119,45 @@ pub struct ServeArgs {
     /// Milliseconds a stream lease lives between renewals (with Redis).
     #[arg(long, env = "RTMS_LEASE_TTL_MS")]
     pub rtms_lease_ttl_ms: Option<String>,
+    /// Milliseconds another instance's unfinished webhook waits before this one takes it over (with Redis).
+    #[arg(long, env = "INBOX_CLAIM_IDLE_MS")]
+    pub inbox_claim_idle_ms: Option<String>,
+    /// Seconds after which an engagement never reported ended is closed.
+    #[arg(long, env = "ENGAGEMENT_MAX_AGE_SECS")]
+    pub engagement_max_age_secs: Option<String>,
     /// In demo mode: do not drive engagements automatically.
     #[arg(long, env = "DEMO_MANUAL")]
     pub demo_manual: Option<String>,
+    /// Operator bearer token (at least 32 characters): read-only view of everything and `/api/stats`.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Zoom user ids that see every engagement of their own account (comma-separated).
+    #[arg(long, env = "SUPERVISOR_USER_IDS")]
+    pub supervisor_user_ids: Option<String>,
+    /// Origins, besides the app's own, allowed to make state-changing requests (comma-separated; `*.` wildcards).
+    #[arg(long, env = "ZOOM_CLIENT_ORIGINS")]
+    pub zoom_client_origins: Option<String>,
+    /// Milliseconds a connection may take to send a request's headers; also the idle keep-alive limit.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<String>,
+    /// Milliseconds a request body may take to arrive.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT_MS")]
+    pub http_body_timeout_ms: Option<String>,
+    /// Most open client connections at once.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<String>,
+    /// Most live-feed (SSE) subscribers at once, overall.
+    #[arg(long, env = "SSE_MAX_SUBSCRIBERS")]
+    pub sse_max_subscribers: Option<String>,
+    /// Most live-feed (SSE) subscribers at once per session (per user; per address when anonymous in demo).
+    #[arg(long, env = "SSE_MAX_PER_SESSION")]
+    pub sse_max_per_session: Option<String>,
+    /// Requests per minute per client address on the anonymous routes that write.
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<String>,
+    /// Burst allowed above that rate.
+    #[arg(long, env = "RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -144,6 +180,10 @@ pub struct SimulateArgs {
     /// CommonJS build of the npm package @zoom/appssdk (dist/sdk.module.js).
     #[arg(long)]
     pub apps_sdk: Option<std::path::PathBuf>,
+    /// Do not buffer audio before a stream's first consumer connects (Zoom
+    /// replays up to 60 s of it by default).
+    #[arg(long)]
+    pub no_buffer_data: bool,
 }
 
 /// `Some("***")` for a set secret, so `Debug` output shows presence only.
@@ -177,6 +217,7 @@ impl std::fmt::Debug for ServeArgs {
                 &redacted(&self.token_encryption_key),
             )
             .field("data_dir", &self.data_dir)
+            .field("admin_token", &redacted(&self.admin_token))
             .finish_non_exhaustive()
     }
 }
@@ -238,7 +279,174 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub rtms: RtmsConfig,
+    pub inbox: crate::inbox::InboxConfig,
+    /// Engagements not ended after this long are closed.
+    pub engagement_max_age: Duration,
+    /// Who may do what beyond the signed-in agent: operator, supervisors,
+    /// trusted origins.
+    pub access: AccessConfig,
+    /// Timeouts and caps at the edge.
+    pub edge: EdgeConfig,
 }
+
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    /// `ADMIN_TOKEN`; None = no operator access.
+    pub admin_token: Option<Secret>,
+    pub supervisor_user_ids: Vec<String>,
+    /// Origins (`scheme://host[:port]`, `*.` wildcard for subdomains) allowed
+    /// to make state-changing requests besides the app's own.
+    pub client_origins: Vec<String>,
+}
+
+/// The Zoom client's origins (the web client frames the app from them).
+pub const DEFAULT_CLIENT_ORIGINS: &str =
+    "https://zoom.us,https://*.zoom.us,https://zoom.com,https://*.zoom.com";
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            supervisor_user_ids: Vec::new(),
+            client_origins: list(DEFAULT_CLIENT_ORIGINS),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub sse_max_subscribers: usize,
+    pub sse_max_per_session: usize,
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            sse_max_subscribers: 5_000,
+            sse_max_per_session: 8,
+            rate_limit_per_minute: 120,
+            rate_limit_burst: 30,
+        }
+    }
+}
+
+fn list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A positive integer from `raw`, or `default` when unset.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    var: &'static str,
+    raw: Option<&str>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(s) => s
+            .parse::<T>()
+            .ok()
+            .filter(|n| *n > T::default())
+            .ok_or_else(|| ConfigError::Malformed {
+                var,
+                reason: format!("{s:?} is not a positive integer"),
+            }),
+    }
+}
+
+fn access_config(args: &ServeArgs) -> Result<AccessConfig, ConfigError> {
+    let admin_token = match args.admin_token.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) if t.len() >= 32 => Some(Secret::new(t)),
+        Some(_) => {
+            return Err(ConfigError::Malformed {
+                var: "ADMIN_TOKEN",
+                reason: "must be at least 32 characters".into(),
+            });
+        }
+    };
+    let client_origins = list(
+        args.zoom_client_origins
+            .as_deref()
+            .unwrap_or(DEFAULT_CLIENT_ORIGINS),
+    );
+    for origin in &client_origins {
+        let concrete = origin.replacen("://*.", "://x.", 1);
+        let ok = Url::parse(&concrete).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.origin().ascii_serialization() == concrete.trim_end_matches('/')
+        });
+        if !ok {
+            return Err(ConfigError::Malformed {
+                var: "ZOOM_CLIENT_ORIGINS",
+                reason: format!("{origin:?} is not an origin like https://*.zoom.us"),
+            });
+        }
+    }
+    Ok(AccessConfig {
+        admin_token,
+        supervisor_user_ids: list(args.supervisor_user_ids.as_deref().unwrap_or("")),
+        client_origins,
+    })
+}
+
+fn edge_config(args: &ServeArgs) -> Result<EdgeConfig, ConfigError> {
+    let d = EdgeConfig::default();
+    let ms = |var, raw: &Option<String>, default: Duration| {
+        positive(var, raw.as_deref(), default.as_millis() as u64).map(Duration::from_millis)
+    };
+    Ok(EdgeConfig {
+        header_timeout: ms(
+            "HTTP_HEADER_TIMEOUT_MS",
+            &args.http_header_timeout_ms,
+            d.header_timeout,
+        )?,
+        body_timeout: ms(
+            "HTTP_BODY_TIMEOUT_MS",
+            &args.http_body_timeout_ms,
+            d.body_timeout,
+        )?,
+        max_connections: positive(
+            "HTTP_MAX_CONNECTIONS",
+            args.http_max_connections.as_deref(),
+            d.max_connections,
+        )?,
+        sse_max_subscribers: positive(
+            "SSE_MAX_SUBSCRIBERS",
+            args.sse_max_subscribers.as_deref(),
+            d.sse_max_subscribers,
+        )?,
+        sse_max_per_session: positive(
+            "SSE_MAX_PER_SESSION",
+            args.sse_max_per_session.as_deref(),
+            d.sse_max_per_session,
+        )?,
+        rate_limit_per_minute: positive(
+            "RATE_LIMIT_PER_MINUTE",
+            args.rate_limit_per_minute.as_deref(),
+            d.rate_limit_per_minute,
+        )?,
+        rate_limit_burst: positive(
+            "RATE_LIMIT_BURST",
+            args.rate_limit_burst.as_deref(),
+            d.rate_limit_burst,
+        )?,
+    })
+}
+
+/// Default of `ENGAGEMENT_MAX_AGE_SECS`: 12 hours.
+pub const DEFAULT_ENGAGEMENT_MAX_AGE: Duration = Duration::from_secs(12 * 60 * 60);
 
 #[derive(Debug, Clone)]
 pub struct RtmsConfig {
@@ -406,6 +614,30 @@ impl Config {
                     reason: format!("{raw:?} is not a number of milliseconds ≥ 300"),
                 })?;
         }
+        let mut inbox = crate::inbox::InboxConfig::default();
+        if let Some(raw) = args.inbox_claim_idle_ms.as_deref() {
+            inbox.claim_idle = raw
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 200)
+                .map(Duration::from_millis)
+                .ok_or_else(|| ConfigError::Malformed {
+                    var: "INBOX_CLAIM_IDLE_MS",
+                    reason: format!("{raw:?} is not a number of milliseconds ≥ 200"),
+                })?;
+        }
+        let engagement_max_age = match args.engagement_max_age_secs.as_deref() {
+            None => DEFAULT_ENGAGEMENT_MAX_AGE,
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s >= 1)
+                .map(Duration::from_secs)
+                .ok_or_else(|| ConfigError::Malformed {
+                    var: "ENGAGEMENT_MAX_AGE_SECS",
+                    reason: format!("{raw:?} is not a positive number of seconds"),
+                })?,
+        };
         let redis_url = match args.redis_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(u) => {
@@ -448,6 +680,10 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("data")),
             log_format,
             rtms,
+            inbox,
+            engagement_max_age,
+            access: access_config(args)?,
+            edge: edge_config(args)?,
         })
     }
 
@@ -592,6 +828,50 @@ mod tests {
         assert!(!dbg.contains("\"secret\""), "{dbg}");
         assert!(!dbg.contains(&"s".repeat(32)), "{dbg}");
         assert!(!dbg.contains("171, 171"), "token key bytes leak: {dbg}");
+    }
+
+    #[test]
+    fn access_and_edge_settings_are_validated_with_the_variable_named() {
+        let cfg = Config::from_args(&creds()).expect("valid");
+        assert!(cfg.access.admin_token.is_none(), "no operator by default");
+        assert!(
+            cfg.access
+                .client_origins
+                .contains(&"https://*.zoom.us".to_owned())
+        );
+        assert_eq!(cfg.edge.header_timeout, Duration::from_secs(10));
+        let mut args = creds();
+        args.admin_token = Some("short".into());
+        let err = Config::from_args(&args).expect_err("short token");
+        assert!(err.to_string().contains("ADMIN_TOKEN"), "{err}");
+        args.admin_token = Some("t".repeat(32));
+        args.supervisor_user_ids = Some(" u1, ,u2 ".into());
+        args.sse_max_per_session = Some("2".into());
+        let cfg = Config::from_args(&args).expect("valid");
+        assert_eq!(cfg.access.supervisor_user_ids, ["u1", "u2"]);
+        assert_eq!(cfg.edge.sse_max_per_session, 2);
+        assert!(
+            !format!("{cfg:?}").contains(&"t".repeat(32)),
+            "token redacted"
+        );
+        for (var, set) in [
+            (
+                "ZOOM_CLIENT_ORIGINS",
+                (|a: &mut ServeArgs| a.zoom_client_origins = Some("zoom.us/path".into()))
+                    as fn(&mut ServeArgs),
+            ),
+            ("HTTP_HEADER_TIMEOUT_MS", |a| {
+                a.http_header_timeout_ms = Some("0".into())
+            }),
+            ("RATE_LIMIT_PER_MINUTE", |a| {
+                a.rate_limit_per_minute = Some("many".into())
+            }),
+        ] {
+            let mut args = creds();
+            set(&mut args);
+            let err = Config::from_args(&args).expect_err(var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
     }
 
     #[test]

@@ -1,20 +1,20 @@
-//! What the app does with a verified webhook event, in arrival order.
+//! What the app does with a verified webhook event: the effect of one inbox
+//! entry.
 //!
-//! The HTTP handler answers Zoom first and queues the event here; one task
-//! applies events in order so a `started` is never overtaken by its `stopped`.
-
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+//! The webhook inbox calls [`Dispatcher::apply`] in order per engagement and
+//! removes the entry only once it returned `Ok`; an `Err` (the store is
+//! down) leaves the entry to be applied again. Every effect is idempotent,
+//! so an entry applied twice (a crash between effect and removal) changes
+//! nothing the second time.
 
 use crate::engagements::Engagements;
 use crate::rtms::{RtmsManager, StreamSpec};
 use crate::status::{Level, StatusBus};
+use crate::store::StoreError;
 use crate::time::now_ms;
 use crate::webhook::{Envelope, WebhookEvent};
 
-/// Queue depth before the webhook endpoint answers 503 (Zoom retries).
-pub const QUEUE_DEPTH: usize = 10_000;
-
+#[derive(Clone)]
 pub struct Dispatcher {
     pub bus: StatusBus,
     pub engagements: Engagements,
@@ -22,20 +22,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub async fn run(self, mut rx: mpsc::Receiver<Envelope>, cancel: CancellationToken) {
-        loop {
-            let envelope = tokio::select! {
-                _ = cancel.cancelled() => break,
-                next = rx.recv() => match next {
-                    Some(e) => e,
-                    None => break,
-                },
-            };
-            self.apply(envelope).await;
-        }
-    }
-
-    pub async fn apply(&self, envelope: Envelope) {
+    pub async fn apply(&self, envelope: Envelope) -> Result<(), StoreError> {
         let at = if envelope.event_ts > 0 {
             envelope.event_ts
         } else {
@@ -55,7 +42,7 @@ impl Dispatcher {
                         agent_user_id.as_deref(),
                         at,
                     )
-                    .await
+                    .await?
                 {
                     tracing::info!(%engagement_id, "engagement started");
                     self.bus
@@ -63,7 +50,7 @@ impl Dispatcher {
                 }
             }
             WebhookEvent::EngagementEnded { engagement_id, .. } => {
-                if self.engagements.ended(&engagement_id, at).await {
+                if self.engagements.ended(&engagement_id, at).await? {
                     tracing::info!(%engagement_id, "engagement ended");
                     self.bus
                         .status(Some(&engagement_id), Level::Info, "Engagement ended");
@@ -96,5 +83,6 @@ impl Dispatcher {
                 tracing::debug!(%event, "ignored webhook event");
             }
         }
+        Ok(())
     }
 }

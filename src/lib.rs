@@ -4,10 +4,10 @@
 //! The binary is thin; everything lives here so tests, the simulator and demo
 //! mode run the same code. See `../shared/design.md` for the flows.
 
+pub mod access;
 pub mod app;
 pub mod config;
 pub mod context;
-pub mod dedup;
 pub mod demo;
 pub mod dispatch;
 pub mod doctor;
@@ -15,6 +15,7 @@ pub mod engagements;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod inbox;
 pub mod rtms;
 pub mod secret;
 pub mod session;

@@ -328,6 +328,11 @@ impl StatusBus {
         }
     }
 
+    /// The engagement as the bus last saw it (with its account and agent).
+    pub fn engagement_view(&self, engagement_id: &str) -> Option<EngagementView> {
+        self.state().engagements.get(engagement_id).cloned()
+    }
+
     /// The snapshot for one engagement, or for everything.
     pub fn snapshot_for(&self, engagement_id: Option<&str>) -> Snapshot {
         let state = self.state();

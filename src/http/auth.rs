@@ -3,8 +3,10 @@
 //!
 //! Owns the browser-facing side of the install; the token work is the Zoom
 //! client's. A callback without `state` (Marketplace "Add", Local Test) is a
-//! normal install. A successful install also signs the browser in as the
-//! installing user (OAuth has just proved who they are).
+//! normal install: the tokens are stored, but nobody is signed in by it.
+//! Each `state` is tied to the browser that asked for it by a short-lived,
+//! encrypted nonce cookie: a callback or exchange only signs in the browser
+//! that started the install (no login CSRF with someone else's `state`).
 
 use axum::Json;
 use axum::Router;
@@ -24,6 +26,37 @@ use crate::store::TokenRecord;
 use crate::time::{now_ms, now_secs};
 use crate::zoom::oauth::{self, PkceMethod, STATE_TTL_SECS, StateError, StateSigner};
 use crate::zoom::{Caller, ZoomError};
+
+/// The cookie that ties an install's `state` to its browser.
+pub const NONCE_COOKIE: &str = "zcc_oauth";
+
+/// The nonce cookie for a freshly issued `state`: encrypted, HttpOnly,
+/// gone after the state's lifetime. `SameSite=None` because the in-client
+/// flow runs in the Zoom web client's frame.
+fn nonce_cookie(nonce: &str) -> axum_extra::extract::cookie::Cookie<'static> {
+    axum_extra::extract::cookie::Cookie::build((NONCE_COOKIE, nonce.to_owned()))
+        .path("/api/auth")
+        .secure(true)
+        .http_only(true)
+        .same_site(axum_extra::extract::cookie::SameSite::None)
+        .max_age(time_max_age())
+        .build()
+}
+
+fn time_max_age() -> cookie::time::Duration {
+    cookie::time::Duration::seconds(STATE_TTL_SECS)
+}
+
+/// Was this `state`'s nonce issued to this browser?
+fn nonce_matches(jar: &PrivateCookieJar, nonce: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    jar.get(NONCE_COOKIE)
+        .is_some_and(|c| bool::from(c.value().as_bytes().ct_eq(nonce.as_bytes())))
+}
+
+fn without_nonce(jar: PrivateCookieJar) -> PrivateCookieJar {
+    jar.remove(axum_extra::extract::cookie::Cookie::build(NONCE_COOKIE).path("/api/auth"))
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -89,7 +122,7 @@ fn no_store(mut resp: Response) -> Response {
 
 /// `GET /api/auth/install`: off to Zoom's authorize page with a signed
 /// state and a PKCE S256 challenge (the verifier stays in the store).
-async fn install(State(state): State<AppState>) -> AppResult<Response> {
+async fn install(State(state): State<AppState>, jar: PrivateCookieJar) -> AppResult<Response> {
     let (state_param, nonce) = signer(&state).issue(now_secs());
     let verifier = oauth::new_verifier();
     state
@@ -106,7 +139,8 @@ async fn install(State(state): State<AppState>) -> AppResult<Response> {
         Some((&challenge, PkceMethod::S256)),
         &[],
     );
-    Ok(no_store(Redirect::to(url.as_str()).into_response()))
+    let jar = jar.add(nonce_cookie(&nonce));
+    Ok(no_store((jar, Redirect::to(url.as_str())).into_response()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +226,9 @@ async fn callback(
                 Ok(n) => n,
                 Err(e) => return fail(state_reason(&e)),
             };
+            if !nonce_matches(&jar, &nonce) {
+                return fail("state_not_for_this_browser");
+            }
             match state.store.take_verifier(&nonce).await {
                 Ok(Some(v)) => Some(v),
                 Ok(None) => return fail("state_used"),
@@ -203,15 +240,19 @@ async fn callback(
         }
     };
     let redirect_uri = state.zoom.config().redirect_url.to_string();
+    let browser_started_it = verifier.is_some();
     match state
         .zoom
         .install(code, &redirect_uri, verifier.as_deref())
         .await
     {
-        Ok(record) => {
-            let jar = signed_in(jar, &record);
+        // Only the browser that started the install is signed in; a
+        // Zoom-initiated one proves nothing about this browser.
+        Ok(record) if browser_started_it => {
+            let jar = signed_in(without_nonce(jar), &record);
             no_store((jar, Redirect::to(&frontend(&state, Ok(())))).into_response())
         }
+        Ok(_) => no_store(Redirect::to(&frontend(&state, Ok(()))).into_response()),
         Err(e) => {
             tracing::warn!(error = %e, "install failed");
             fail(install_reason(&e))
@@ -297,6 +338,7 @@ struct ChallengeQuery {
 /// available.
 async fn challenge(
     State(state): State<AppState>,
+    jar: PrivateCookieJar,
     query: Result<Query<ChallengeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Response> {
     let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
@@ -316,12 +358,15 @@ async fn challenge(
         )
         .await?;
     Ok(no_store(
-        Json(json!({
-            "codeChallenge": oauth::challenge(&verifier, method),
-            "codeChallengeMethod": method.as_str(),
-            "state": state_param,
-        }))
-        .into_response(),
+        (
+            jar.add(nonce_cookie(&nonce)),
+            Json(json!({
+                "codeChallenge": oauth::challenge(&verifier, method),
+                "codeChallengeMethod": method.as_str(),
+                "state": state_param,
+            })),
+        )
+            .into_response(),
     ))
 }
 
@@ -352,6 +397,11 @@ async fn exchange(
     let nonce = signer(&state)
         .verify(&body.state, now_secs())
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    if !nonce_matches(&jar, &nonce) {
+        return Err(AppError::Forbidden(
+            "this authorization was started in another browser; start again here".into(),
+        ));
+    }
     let verifier = state.store.take_verifier(&nonce).await?.ok_or_else(|| {
         AppError::BadRequest(
             "this authorization was already used or has expired; start again".into(),
@@ -381,7 +431,7 @@ async fn exchange(
                 e.into()
             }
         })?;
-    let jar = signed_in(jar, &record);
+    let jar = signed_in(without_nonce(jar), &record);
     Ok(no_store(
         (
             jar,

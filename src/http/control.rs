@@ -1,9 +1,10 @@
 //! `POST /api/zoom/rtms/control {engagementId, action}`: start, stop, pause
 //! or resume RTMS on an engagement with the caller's account token.
 //!
-//! Validates input (400 with a reason), maps Zoom's answers to clear ones.
-//! The token handling (refresh, single-flight, needs-auth) is the Zoom
-//! client's.
+//! Validates input (400 with a reason), asks the access policy whether the
+//! caller is the engagement's agent (403/404 otherwise, and nothing is sent
+//! to Zoom), maps Zoom's answers to clear ones. The token handling (refresh,
+//! single-flight, needs-auth) is the Zoom client's.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,6 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::access::{self, Caller, Control};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::session::MaybeSession;
@@ -66,10 +68,27 @@ pub fn parse_request(body: &[u8]) -> Result<(String, RtmsAction), AppError> {
 
 async fn control(
     State(state): State<AppState>,
+    who: Caller,
     session: MaybeSession,
     body: Bytes,
 ) -> AppResult<Json<Value>> {
     let (engagement_id, action) = parse_request(&body)?;
+    let engagement = state.store.load_engagement(&engagement_id).await?;
+    match access::policy::may_control(&who, engagement.as_ref().map(access::owner_of).as_ref()) {
+        Control::Allow => {}
+        Control::SignIn => {
+            return Err(AppError::Unauthorized(
+                "sign in first: open the app inside Zoom".into(),
+            ));
+        }
+        Control::Forbidden(reason) => return Err(AppError::Forbidden(reason.into())),
+        Control::NotFound => {
+            tracing::info!(%engagement_id, "RTMS control refused: not the caller's engagement");
+            return Err(AppError::NotFound(format!(
+                "no engagement {engagement_id} is assigned to you"
+            )));
+        }
+    }
     let caller = super::auth::require_caller(&state, &session)?;
     match state
         .zoom

@@ -1,37 +1,35 @@
-//! `GET /api/engagement/active`: the engagements webhooks say are active —
-//! the caller's own when the browser has a session (per agent, never one
-//! global "latest"), every one otherwise (a plain browser outside Zoom).
+//! `GET /api/engagement/active`: the active engagements the caller may see —
+//! an agent's own (the agent Zoom named), a supervisor's account's, every
+//! one for the operator — read from the matching store index, never one
+//! global "latest".
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::access::Caller;
 use crate::app::AppState;
-use crate::session::MaybeSession;
+use crate::error::{AppError, AppResult};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/engagement/active", get(active))
 }
 
-async fn active(State(state): State<AppState>, MaybeSession(session): MaybeSession) -> Json<Value> {
-    let active: Vec<_> = state
-        .engagements
-        .active()
+async fn active(State(state): State<AppState>, caller: Caller) -> AppResult<Json<Value>> {
+    let mut list = crate::access::active_engagements(&state.store, &caller)
         .await
-        .iter()
-        .filter(|e| {
-            session
-                .as_ref()
-                .is_none_or(|s| e.visible_to(&s.user_id, s.account_id.as_deref()))
-        })
-        .map(|e| e.view())
-        .collect();
+        .map_err(|e| {
+            tracing::warn!(error = %e, "listing active engagements");
+            AppError::Unavailable("the store is unreachable; engagements are unknown".into())
+        })?;
+    list.sort_by_key(|e| std::cmp::Reverse(e.started_at_ms));
+    let active: Vec<_> = list.iter().map(|e| e.view()).collect();
     let latest = active.first().cloned();
-    Json(json!({
+    Ok(Json(json!({
         "active": latest.is_some(),
         "engagementId": latest.as_ref().map(|e| e.engagement_id.clone()),
         "engagement": latest,
         "engagements": active,
-    }))
+    })))
 }

@@ -1,22 +1,30 @@
 //! Live status: `GET /api/events` (SSE: a snapshot, then live events, per
 //! engagement when asked) and `GET /api/webhooks/events` (the seed's list).
+//!
+//! Both carry only what the caller may see: every snapshot, live event and
+//! list line passes the caller's [`Visibility`] first — on connect, after a
+//! lag, and for events that arrived from other instances alike.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::Extension;
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{Caller, Visibility};
 use crate::app::AppState;
-use crate::status::{BusEvent, StatusBus};
+use crate::http::edge::{SsePermit, client_ip};
+use crate::status::{BusEvent, Snapshot, StatusBus};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,10 +38,16 @@ struct Filter {
     limit: Option<usize>,
 }
 
-async fn list(State(state): State<AppState>, Query(f): Query<Filter>) -> Json<Value> {
-    let mut events = state
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(f): Query<Filter>,
+) -> Json<Value> {
+    let lines = state
         .bus
         .status_lines(f.engagement_id.as_deref().filter(|s| !s.is_empty()));
+    let mut visibility = Visibility::new(caller, state.bus.clone(), state.store.clone());
+    let mut events = visibility.lines(lines).await;
     events.truncate(f.limit.unwrap_or(100).min(crate::status::RECENT_STATUS));
     Json(json!({ "events": events }))
 }
@@ -42,66 +56,94 @@ struct Feed {
     bus: StatusBus,
     rx: Receiver<Arc<BusEvent>>,
     engagement: Option<String>,
+    visibility: Visibility,
     cancel: CancellationToken,
-    pending_snapshot: Option<Event>,
+    pending_snapshot: Option<Snapshot>,
+    /// Held while the feed is open (the subscriber caps).
+    _permit: SsePermit,
 }
 
-fn snapshot_event(bus: &StatusBus, engagement: Option<&str>) -> Event {
-    let snap = bus.snapshot_for(engagement);
-    Event::default()
-        .event("snapshot")
-        .json_data(&snap)
-        .unwrap_or_else(|_| Event::default().event("snapshot").data("{}"))
-}
+impl Feed {
+    /// The caller's part of a snapshot, as an SSE event.
+    async fn snapshot_event(&mut self, snap: Snapshot) -> Event {
+        let snap = self.visibility.snapshot(snap).await;
+        Event::default()
+            .event("snapshot")
+            .json_data(&snap)
+            .unwrap_or_else(|_| Event::default().event("snapshot").data("{}"))
+    }
 
-async fn sse(
-    State(state): State<AppState>,
-    Query(f): Query<Filter>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let engagement = f.engagement_id.filter(|s| !s.is_empty());
-    let (snap, rx) = state.bus.subscribe(engagement.as_deref());
-    let first = Event::default()
-        .event("snapshot")
-        .json_data(&snap)
-        .unwrap_or_else(|_| Event::default().event("snapshot").data("{}"));
-    let feed = Feed {
-        bus: state.bus.clone(),
-        rx,
-        engagement,
-        cancel: state.cancel.clone(),
-        pending_snapshot: Some(first),
-    };
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        if let Some(ev) = feed.pending_snapshot.take() {
-            return Some((Ok(ev), feed));
+    /// The next event for the caller; None when the feed ends.
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(snap) = self.pending_snapshot.take() {
+            return Some(self.snapshot_event(snap).await);
         }
         loop {
             let next = tokio::select! {
-                _ = feed.cancel.cancelled() => return None,
-                next = feed.rx.recv() => next,
+                _ = self.cancel.cancelled() => return None,
+                next = self.rx.recv() => next,
             };
             match next {
                 Ok(ev) => {
                     if let (Some(want), Some(have)) =
-                        (feed.engagement.as_deref(), ev.engagement_id())
+                        (self.engagement.as_deref(), ev.engagement_id())
                         && want != have
                     {
                         continue;
                     }
-                    let event = Event::default()
-                        .event(ev.kind())
-                        .json_data(&*ev)
-                        .unwrap_or_else(|_| Event::default().comment("unserializable"));
-                    return Some((Ok(event), feed));
+                    if !self.visibility.sees_event(&ev).await {
+                        continue;
+                    }
+                    return Some(
+                        Event::default()
+                            .event(ev.kind())
+                            .json_data(&*ev)
+                            .unwrap_or_else(|_| Event::default().comment("unserializable")),
+                    );
                 }
-                // Too slow: start again from a fresh snapshot.
-                Err(RecvError::Lagged(_)) => {
-                    let ev = snapshot_event(&feed.bus, feed.engagement.as_deref());
-                    return Some((Ok(ev), feed));
+                // Too slow: a fresh snapshot and a fresh receiver that starts
+                // right after it, so nothing is sent twice.
+                Err(RecvError::Lagged(skipped)) => {
+                    tracing::debug!(skipped, "SSE subscriber lagged; sending a fresh snapshot");
+                    let (snap, rx) = self.bus.subscribe(self.engagement.as_deref());
+                    self.rx = rx;
+                    return Some(self.snapshot_event(snap).await);
                 }
                 Err(RecvError::Closed) => return None,
             }
         }
+    }
+}
+
+async fn sse(
+    State(state): State<AppState>,
+    caller: Caller,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Query(f): Query<Filter>,
+) -> Response {
+    let permit = match state
+        .edge
+        .sse_permit(&caller, client_ip(connect.as_ref().map(|c| &c.0)))
+    {
+        Ok(p) => p,
+        Err(refused) => return refused.into_response(),
+    };
+    let engagement = f.engagement_id.filter(|s| !s.is_empty());
+    let (snap, rx) = state.bus.subscribe(engagement.as_deref());
+    let feed = Feed {
+        bus: state.bus.clone(),
+        rx,
+        engagement,
+        visibility: Visibility::new(caller, state.bus.clone(), state.store.clone()),
+        cancel: state.cancel.clone(),
+        pending_snapshot: Some(snap),
+        _permit: permit,
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok::<_, Infallible>(event), feed))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }

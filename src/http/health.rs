@@ -1,4 +1,4 @@
-//! Liveness.
+//! Liveness, readiness, and the operator's engine counters.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -15,24 +15,27 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
+    let demo = state.config.is_demo();
     Json(json!({
         "status": "ok",
-        "mode": if state.config.is_demo() { "demo" } else { "zoom" },
+        "mode": if demo { "demo" } else { "zoom" },
+        // Demo data is simulated and belongs to no one, so demo mode is open.
+        "access": if demo { "open (demo mode: simulated data, no sign-in)" } else { "signed-in callers see only their own engagements" },
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
 
-/// Readiness: the store answers.
+/// Readiness: a value written to the store is read back (503 with the
+/// reason otherwise), so webhooks can be stored. Anonymous, so it tells
+/// nothing about the calls going on (that is `/api/stats`, for the operator).
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, crate::error::AppError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| crate::error::AppError::Unavailable(format!("store: {e}")))?;
+    state.store.check_write().await.map_err(|e| {
+        crate::error::AppError::Unavailable(format!("{} store: {e}", state.store.backend_name()))
+    })?;
     Ok(Json(json!({
         "status": "ready",
         "store": state.store.backend_name(),
-        "streams_active": state.rtms.active_streams(),
+        "instance": &*state.instance,
     })))
 }
 

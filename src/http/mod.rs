@@ -6,6 +6,7 @@ mod assets;
 pub mod auth;
 mod context;
 mod control;
+pub mod edge;
 mod engagement;
 mod events;
 mod health;
@@ -13,6 +14,7 @@ pub mod security;
 mod webhooks;
 
 use axum::Router;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -20,6 +22,8 @@ use crate::app::AppState;
 /// The whole app. Pure: builds routes and layers, starts nothing.
 pub fn router(state: AppState) -> Router {
     let headers = security::layer(&state.config);
+    let access =
+        axum::middleware::from_fn_with_state(state.clone(), crate::access::routes::enforce);
     Router::new()
         .merge(health::router())
         .merge(webhooks::router())
@@ -29,7 +33,10 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(control::router())
         .merge(assets::router())
+        // Every route above, and only those, pass the access rules.
+        .route_layer(access)
         .fallback(not_found)
+        .layer(RequestBodyTimeoutLayer::new(state.config.edge.body_timeout))
         .layer(headers)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -1,5 +1,7 @@
-//! `POST /api/webhooks/zoom`: verify on the raw body, answer at once, queue
-//! the work.
+//! `POST /api/webhooks/zoom`: verify on the raw body, store the event in the
+//! durable inbox, answer. 200 means stored (it will take effect); when it
+//! cannot be stored the answer is a 503 and nothing remains of it, so Zoom's
+//! retry is processed.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -7,10 +9,10 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::sync::mpsc::error::TrySendError;
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use crate::inbox::{AppendError, Appended};
 use crate::time::now_secs;
 use crate::webhook::{self, WebhookEvent};
 
@@ -50,18 +52,23 @@ async fn receive(
             "encryptedToken": webhook::url_validation_token(secret, plain_token),
         })));
     }
-    if !state.dedup.first_seen(&envelope.dedup_key()).await {
-        tracing::info!(event = %envelope.event, "duplicate webhook dropped");
-        return Ok(Json(json!({ "status": "duplicate" })));
-    }
-    tracing::info!(event = %envelope.event, "webhook accepted");
-    match state.webhooks.try_send(envelope) {
-        Ok(()) => Ok(Json(json!({ "status": "accepted" }))),
-        Err(TrySendError::Full(_)) => Err(AppError::Unavailable(
-            "webhook queue is full; Zoom will retry".into(),
-        )),
-        Err(TrySendError::Closed(_)) => Err(AppError::Unavailable(
+    match state.inbox.append(&envelope, &body).await {
+        Ok(Appended::Stored) => {
+            tracing::info!(event = %envelope.event, "webhook stored");
+            Ok(Json(json!({ "status": "accepted" })))
+        }
+        Ok(Appended::Duplicate) => {
+            tracing::info!(event = %envelope.event, "duplicate webhook dropped");
+            Ok(Json(json!({ "status": "duplicate" })))
+        }
+        Err(AppendError::Closed) => Err(AppError::Unavailable(
             "shutting down; Zoom will retry".into(),
         )),
+        Err(AppendError::Store(e)) => {
+            tracing::error!(error = %e, event = %envelope.event, "storing a webhook failed");
+            Err(AppError::Unavailable(
+                "the webhook could not be stored; Zoom will retry".into(),
+            ))
+        }
     }
 }

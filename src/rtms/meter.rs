@@ -110,6 +110,14 @@ impl Meter {
         self.frames.is_multiple_of(CHUNK_REPORT_EVERY)
     }
 
+    /// Count a frame Zoom replayed from its buffer: it adds to the counts,
+    /// not to the levels, which show the call as it is now.
+    pub fn buffered(&mut self, channel: &str) {
+        self.channel(channel).frames += 1;
+        self.frames += 1;
+        self.dirty = true;
+    }
+
     /// Count one transcript line; returns the role of its channel ("" when
     /// not known yet).
     pub fn transcript(&mut self, channel: &str) -> &'static str {
@@ -257,6 +265,27 @@ mod tests {
         assert!(!m.dirty());
         assert_eq!(m.unflushed(), (120, 0));
         assert_eq!(m.unflushed(), (0, 0));
+    }
+
+    #[test]
+    fn buffered_frames_are_counted_but_leave_the_levels_alone() {
+        let mut m = Meter::new();
+        let half: Vec<u8> = (0..320).flat_map(|_| 16384i16.to_le_bytes()).collect();
+        m.audio("1", &b64(&half));
+        for _ in 0..99 {
+            m.buffered("1");
+        }
+        m.buffered("2");
+        let spec = StreamSpec {
+            engagement_id: "E".into(),
+            rtms_stream_id: "S".into(),
+            server_urls: String::new(),
+        };
+        let v = m.view(&spec, "streaming");
+        assert_eq!(v.frames, 101);
+        assert_eq!((v.channels[0].frames, v.channels[1].frames), (100, 1));
+        assert!((v.channels[0].level - 0.5).abs() < 0.001);
+        assert_eq!(v.channels[1].level, 0.0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The RTMS engine: consumes Zoom's real-time media streams.
 //!
 //! Layers: [`protocol`] (message types, encode/decode, no IO), [`meter`]
-//! (levels and counts of one stream, no IO), [`reconnect`] (what to do after
+//! (levels and counts of one stream, no IO), [`backlog`] (audio Zoom replays
+//! from its buffer at stream start, told from live audio; pure), [`reconnect`] (what to do after
 //! a connection ends: a pure policy), [`lease`] (which instance consumes a
 //! stream), [`transport`] (the WebSocket client behind a small trait),
 //! [`session`] (one stream's sockets and loop) and [`manager`] (start/stop by
@@ -15,6 +16,7 @@ use crate::config::RtmsConfig;
 use crate::secret::Secret;
 use crate::status::StatusBus;
 
+pub mod backlog;
 pub mod lease;
 pub mod manager;
 pub mod meter;

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+use super::backlog::{Backlog, Frame};
 use super::meter::Meter;
 use super::protocol::{self, Incoming, media_type, session_state, stream_state};
 use super::reconnect::{self, Ended, Policy, Step};
@@ -48,6 +49,8 @@ pub struct Session<C: Connect> {
     cancel: CancellationToken,
     control: mpsc::Receiver<Control>,
     meter: Meter,
+    /// Tells audio Zoom replays from its buffer from live audio.
+    backlog: Backlog,
     sequence: u64,
     /// The current connection attempt reached streaming.
     streamed: bool,
@@ -84,6 +87,7 @@ impl<C: Connect> Session<C> {
             cancel,
             control,
             meter: Meter::new(),
+            backlog: Backlog::default(),
             sequence: rand::random::<u32>() as u64,
             streamed: false,
             heard: 0,
@@ -705,10 +709,20 @@ impl<C: Connect> Session<C> {
         None
     }
 
+    /// Audio replayed from Zoom's buffer is counted, not measured, and
+    /// reported as one line once live audio comes.
     fn audio(&mut self, frame: &protocol::AudioFrame<'_>) {
-        if self.meter.audio(&frame.channel, frame.data.as_bytes()) {
-            let n = self.meter.frames();
-            self.status(Level::Success, format!("Received {n} audio chunks"));
+        match self.backlog.frame(frame.timestamp, crate::time::now_ms()) {
+            Frame::Buffered => self.meter.buffered(&frame.channel),
+            Frame::Live { caught_up } => {
+                if let Some(c) = caught_up {
+                    self.status(Level::Success, c.message());
+                }
+                if self.meter.audio(&frame.channel, frame.data.as_bytes()) {
+                    let n = self.meter.frames();
+                    self.status(Level::Success, format!("Received {n} audio chunks"));
+                }
+            }
         }
     }
 

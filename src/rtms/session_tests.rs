@@ -112,9 +112,11 @@ impl Peer {
         v
     }
 
+    /// `n` live audio frames (stamped now: older ones would be a replay).
     fn audio(&self, n: usize) {
-        for i in 0..n {
-            self.send(json!({"msg_type": 14, "content": {"data": "AAAAAA==", "timestamp": i, "channel_id": "1"}}));
+        let now = crate::time::now_ms();
+        for i in 0..n as i64 {
+            self.send(json!({"msg_type": 14, "content": {"data": "AAAAAA==", "timestamp": now + i * 20, "channel_id": "1"}}));
         }
     }
 }
@@ -508,4 +510,52 @@ async fn an_interruption_notice_while_frames_flow_needs_a_second_of_silence() {
     assert_eq!(rig.attempts_to(SIG_URL).len(), 2);
     rig.cancel.cancel();
     let _ = rig.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_at_stream_start_is_counted_and_reported_as_one_line() {
+    let mut rig = Rig::start();
+    let mut views = rig.bus.subscribe_local();
+    let (_sig, audio) = rig.handshake().await;
+    use base64::Engine as _;
+    // Zoom replays 43 s of loud two-channel audio it buffered, then live
+    // silence.
+    let loud = base64::engine::general_purpose::STANDARD.encode(
+        (0..320)
+            .flat_map(|_| 16384i16.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    );
+    let start = crate::time::now_ms() - 43_000;
+    for i in 0..2_000i64 {
+        for channel in ["1", "2"] {
+            audio.send(json!({"msg_type": 14, "content": {"data": loud, "timestamp": start + i * 20, "channel_id": channel}}));
+        }
+    }
+    audio.audio(50);
+    rig.cancel.cancel();
+    let (outcome, _, rig) = rig.finish().await;
+    assert_eq!(outcome, Outcome::Stopped);
+    assert_eq!(rig.frames(), 4_050, "the replay counts like any audio");
+    let lines = rig.statuses();
+    let reported = |prefix: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(reported("Caught up"), ["Caught up 43 s of buffered audio"]);
+    assert_eq!(reported("Received"), ["Received 4050 audio chunks"]);
+    // The meter shows the call as it is (silent), never the loud replay.
+    let mut published = 0;
+    while let Ok(event) = views.try_recv() {
+        if let crate::status::BusEvent::Stream(v) = &*event {
+            published += 1;
+            assert!(
+                v.channels.iter().all(|c| c.level == 0.0 && c.peak == 0.0),
+                "{v:?}"
+            );
+        }
+    }
+    assert!(published > 0, "stream views were published");
 }

@@ -88,11 +88,30 @@ async fn get_engagement(
     Ok(Json(json!(e)))
 }
 
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRtms {
+    /// The stream's audio began this long ago (its first consumer gets the
+    /// buffered part replayed).
+    started_ago_ms: Option<u64>,
+}
+
+/// Longest back-dating accepted (an hour).
+const MAX_STARTED_AGO_MS: u64 = 3_600_000;
+
 async fn start_rtms(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
+    bytes: Bytes,
 ) -> Result<Json<Value>, AppError> {
-    let sid = sim.start_stream(&id)?;
+    let req: StartRtms = body(&bytes)?;
+    let ago = req.started_ago_ms.unwrap_or(0);
+    if ago > MAX_STARTED_AGO_MS {
+        return Err(AppError::BadRequest(format!(
+            "started_ago_ms must be at most {MAX_STARTED_AGO_MS}"
+        )));
+    }
+    let sid = sim.start_stream_at(&id, crate::time::now_ms() - ago as i64)?;
     Ok(Json(json!({"engagement_id": id, "rtms_stream_id": sid})))
 }
 
@@ -144,8 +163,21 @@ async fn voice_event(
     Ok(Json(json!({"sent": sent})))
 }
 
-async fn create_user(State(sim): State<SimHandle>) -> Json<Value> {
-    Json(json!(sim.create_user()))
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    account_id: Option<String>,
+    role_name: Option<String>,
+}
+
+/// `POST /sim/users [{account_id, role_name}]`: a user in a new account, or
+/// in the given one, with the given `users/me` role (default `Member`).
+async fn create_user(State(sim): State<SimHandle>, bytes: Bytes) -> Result<Json<Value>, AppError> {
+    let req: NewUser = body(&bytes)?;
+    let role = req.role_name.as_deref().unwrap_or("Member");
+    Ok(Json(json!(
+        sim.create_user_in(req.account_id.as_deref(), role)
+    )))
 }
 
 async fn list_users(State(sim): State<SimHandle>) -> Json<Value> {

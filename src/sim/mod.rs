@@ -1,6 +1,6 @@
 //! A local Zoom: OAuth, REST, signed webhooks, the RTMS signaling and media
-//! WebSocket servers, a stand-in for the Zoom Apps SDK script, fault switches
-//! and counters. Used by the tests, by demo mode and by `zcc-rtms simulate`.
+//! WebSocket servers, the simulated web client with the Zoom Apps SDK (Zoom's
+//! own from npm, or a stand-in), fault switches and counters. Used by the tests, by demo mode and by `zcc-rtms simulate`.
 //!
 //! Shares no state with the app: it talks to it only over HTTP and WebSockets,
 //! exactly as Zoom would. The surface is the design's *simulator contract*.
@@ -74,6 +74,10 @@ pub struct SimConfig {
     /// stand-in: the CommonJS build of the npm package `@zoom/appssdk`
     /// (`dist/sdk.module.js`). None serves the stand-in (offline, demo mode).
     pub apps_sdk: Option<std::path::PathBuf>,
+    /// Most audio buffered between a stream's start and its first consumer,
+    /// replayed at once when the consumer connects (Zoom since 2026-05:
+    /// 60 s, `buffer_data`). Zero turns buffering off.
+    pub max_buffered: Duration,
 }
 
 impl SimConfig {
@@ -97,6 +101,7 @@ impl SimConfig {
             reconnect_window: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             apps_sdk: None,
+            max_buffered: Duration::from_secs(60),
         }
     }
 }
@@ -141,6 +146,8 @@ pub struct SimUser {
     pub first_name: String,
     pub last_name: String,
     pub display_name: String,
+    /// What `users/me` says in `role_name`: `Owner`, `Admin` or `Member`.
+    pub role_name: String,
 }
 
 /// Tokens as a successful `/oauth/token` answer carries them.
@@ -223,6 +230,19 @@ impl SimHandle {
         Ok(self.start_stream(engagement_id)?)
     }
 
+    /// Start RTMS as if its audio had begun `ago` before now (the consumer
+    /// connects late): the first consumer gets the buffered part replayed.
+    pub async fn start_rtms_started_ago(
+        &self,
+        engagement_id: &str,
+        ago: Duration,
+    ) -> anyhow::Result<String> {
+        Ok(self.start_stream_at(
+            engagement_id,
+            crate::time::now_ms() - ago.as_millis() as i64,
+        )?)
+    }
+
     /// Stop RTMS as if the REST call had been made (stop reason 25).
     pub async fn stop_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
         Ok(self.stop_stream(engagement_id, protocol::stop_reason::MANUAL_API_TRIGGERED)?)
@@ -267,6 +287,12 @@ impl SimHandle {
     /// Create another user in a new account.
     pub fn create_user(&self) -> SimUser {
         self.shared.create_user()
+    }
+
+    /// Create a user in `account_id` (a new account when None) with a
+    /// `users/me` role (`Owner`, `Admin`, `Member`).
+    pub fn create_user_in(&self, account_id: Option<&str>, role_name: &str) -> SimUser {
+        self.shared.create_user_in(account_id, role_name)
     }
 
     pub fn users(&self) -> Vec<SimUser> {
@@ -433,6 +459,15 @@ impl SimHandle {
     }
 
     pub(crate) fn start_stream(&self, engagement_id: &str) -> Result<String, SimError> {
+        self.start_stream_at(engagement_id, crate::time::now_ms())
+    }
+
+    /// Start a stream whose audio began at `started_ms` (Unix ms).
+    pub(crate) fn start_stream_at(
+        &self,
+        engagement_id: &str,
+        started_ms: i64,
+    ) -> Result<String, SimError> {
         let shared = &self.shared;
         let stream = {
             let mut st = lock(&shared.state);
@@ -454,7 +489,12 @@ impl SimHandle {
                 .get(&e.user_id)
                 .cloned()
                 .unwrap_or_else(|| st.default_user());
-            let stream = Arc::new(state::Stream::new(&e, agent, shared.cancel.child_token()));
+            let stream = Arc::new(state::Stream::new(
+                &e,
+                agent,
+                started_ms,
+                shared.cancel.child_token(),
+            ));
             st.streams.insert(stream.id.clone(), stream.clone());
             if let Some(e) = st.engagements.get_mut(engagement_id) {
                 e.rtms_stream_id = Some(stream.id.clone());
@@ -674,6 +714,9 @@ pub async fn run_cli(
     cfg.tls = args.tls;
     cfg.keepalive = Duration::from_millis(args.keepalive_ms.max(1));
     cfg.apps_sdk = args.apps_sdk;
+    if args.no_buffer_data {
+        cfg.max_buffered = Duration::ZERO;
+    }
     if let Some(id) = args.credentials.client_id {
         cfg.client_id = id;
     }

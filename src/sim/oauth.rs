@@ -380,7 +380,7 @@ async fn users_me(State(sim): State<SimHandle>, headers: HeaderMap) -> Response 
         "display_name": u.display_name,
         "type": 1,
         "status": "active",
-        "role_name": "Member",
+        "role_name": u.role_name,
         "timezone": "UTC",
         "language": "en-US",
     }))

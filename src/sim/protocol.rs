@@ -105,6 +105,9 @@ pub struct Handshake {
     pub instance_id: Option<String>,
     pub rtms_stream_id: Option<String>,
     pub signature: Option<String>,
+    /// `buffer_data` (signaling): false drops the audio buffered before the
+    /// first connection; absent means true.
+    pub buffer_data: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -192,6 +195,7 @@ fn handshake(obj: &Map<String, Value>) -> Handshake {
         instance_id: INSTANCE_KEYS.iter().find_map(|k| str_field(obj, k)),
         rtms_stream_id: str_field(obj, "rtms_stream_id"),
         signature: str_field(obj, "signature"),
+        buffer_data: obj.get("buffer_data").and_then(Value::as_bool),
     }
 }
 
@@ -566,8 +570,16 @@ pub fn audio_frame(
         s.push_str(r#","user_name":"#);
         s.push_str(&Value::String(name.to_owned()).to_string());
     }
+    s.push_str(r#","length":"#);
+    s.push_str(&decoded_len(b64).to_string());
     s.push_str("}}");
     s
+}
+
+/// Byte length of a padded base64 payload once decoded (`length`, §14.1).
+fn decoded_len(b64: &str) -> usize {
+    let padding = b64.bytes().rev().take_while(|&b| b == b'=').count();
+    (b64.len() / 4 * 3).saturating_sub(padding)
 }
 
 pub fn transcript(
@@ -677,5 +689,8 @@ mod tests {
         assert_eq!(v["content"]["timestamp"], 40);
         assert_eq!(v["content"]["channel_id"], "1");
         assert_eq!(v["content"]["user_name"], "Casey \"C\"");
+        assert_eq!(v["content"]["length"], 3);
+        let padded: Value = serde_json::from_str(&audio_frame("QUI=", 0, "1", None)).expect("json");
+        assert_eq!(padded["content"]["length"], 2);
     }
 }

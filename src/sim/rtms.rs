@@ -1,6 +1,8 @@
 //! The RTMS server (rtms-protocol.md): the signaling socket, the media
 //! sockets, one audio driver per stream, stream lifecycle (start, pause,
-//! stop, interruption and reconnect windows) and ZCC voice events.
+//! stop, interruption and reconnect windows), the audio buffered before a
+//! stream's first consumer (replayed at once, `buffer_data`) and ZCC voice
+//! events.
 //!
 //! Every socket is one task owning its WebSocket; the rest of the simulator
 //! talks to it through a bounded queue of messages and a watch for its end,
@@ -38,6 +40,10 @@ use crate::time::now_ms;
 const OUT_QUEUE: usize = 256;
 /// Most 20 ms frames the driver catches up after a stall.
 const MAX_CATCH_UP: u64 = 10;
+/// Free queue slots a socket owed buffered audio keeps (one frame is up to
+/// three messages; signaling-side events share nothing with it, but a stop
+/// must still fit).
+const CATCH_UP_HEADROOM: usize = 8;
 /// Unanswered keep-alives that interrupt a socket.
 const KEEPALIVE_MISSES: u32 = 3;
 /// Largest client message accepted (handshakes are a few hundred bytes).
@@ -313,6 +319,8 @@ async fn run_socket(
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut ka_sequence = 0u64;
     let mut unanswered = 0u32;
+    // When the oldest unanswered keep-alive went out.
+    let mut ka_sent_at: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -336,14 +344,6 @@ async fn run_socket(
                 }
                 return Exit::ServerEnded;
             }
-            m = out_rx.recv() => match m {
-                Some(m) => {
-                    if sink.send(m).await.is_err() {
-                        return Exit::ClientGone;
-                    }
-                }
-                None => return Exit::ServerEnded,
-            },
             _ = keepalive.tick() => {
                 if shared.stop_answering() {
                     continue;
@@ -355,11 +355,14 @@ async fn run_socket(
                 }
                 ka_sequence += 1;
                 unanswered += 1;
+                ka_sent_at.get_or_insert_with(Instant::now);
                 inc(&shared.stats.keepalives_sent);
                 if sink.send(Message::Text(protocol::keep_alive(now_ms(), ka_sequence).into())).await.is_err() {
                     return Exit::ClientGone;
                 }
             }
+            // The client's messages (keep-alive answers) and keep-alives come
+            // before queued media, so a burst of media never delays them.
             frame = rx.next() => {
                 let bytes = match frame {
                     None | Some(Err(_)) => return Exit::ClientGone,
@@ -382,6 +385,13 @@ async fn run_socket(
                     ClientMsg::KeepAliveResp { .. } => {
                         unanswered = 0;
                         inc(&shared.stats.keepalives_answered);
+                        if let Some(at) = ka_sent_at.take() {
+                            let ms = at.elapsed().as_millis() as u64;
+                            shared.stats.keepalive_max_ms.fetch_max(ms, Ordering::Relaxed);
+                            if ms > period.as_millis() as u64 {
+                                inc(&shared.stats.keepalives_late);
+                            }
+                        }
                     }
                     ClientMsg::ClientReady => shared.client_ready(stream, (role == SocketRole::Media).then_some(ci.ctl.id)),
                     ClientMsg::EventSubscription(events) if role == SocketRole::Signaling => shared.subscribe(stream, &events),
@@ -423,6 +433,14 @@ async fn run_socket(
                     other => tracing::debug!(stream = %stream.id, ?role, msg = ?other, "client message ignored"),
                 }
             }
+            m = out_rx.recv() => match m {
+                Some(m) => {
+                    if sink.send(m).await.is_err() {
+                        return Exit::ClientGone;
+                    }
+                }
+                None => return Exit::ServerEnded,
+            },
         }
     }
 }
@@ -543,6 +561,9 @@ impl Shared {
                 }
             }
         }
+        if hs.buffer_data == Some(false) {
+            inner.buffer_from_ms = None;
+        }
         let first_packet = *inner.first_packet_ts.get_or_insert_with(now_ms);
         peer.send(protocol::signaling_response(
             hs.sequence,
@@ -604,6 +625,7 @@ impl Shared {
             peer,
             req,
             ready: false,
+            cursor: None,
         });
         drop(inner);
         Ok(stream)
@@ -615,6 +637,14 @@ impl Shared {
     pub(crate) fn client_ready(self: &Shared, stream: &Arc<Stream>, media_conn: Option<u64>) {
         let mut inner = stream.lock();
         let mut any = false;
+        // The audio buffered since the stream began (at most `max_buffered`)
+        // is owed to the first connection's media sockets, once per kind.
+        let now = now_ms();
+        let buffered_from = inner
+            .buffer_from_ms
+            .filter(|_| !self.cfg.max_buffered.is_zero())
+            .map(|from| from.max(now - self.cfg.max_buffered.as_millis() as i64));
+        let mut delivered = inner.buffer_delivered;
         for m in inner
             .media
             .iter_mut()
@@ -622,14 +652,20 @@ impl Shared {
         {
             m.ready = true;
             any = true;
+            if let Some(from) = buffered_from
+                && m.req.kinds & !delivered != 0
+            {
+                m.cursor = Some((from / audio::FRAME_MS) as u64);
+                delivered |= m.req.kinds;
+            }
         }
+        inner.buffer_delivered = delivered;
         if !any {
             return;
         }
         if matches!(inner.phase, Phase::Waiting | Phase::Interrupted) {
             inner.phase = Phase::Active;
             inner.interrupt_gen += 1;
-            let now = now_ms();
             if let Some(sig) = &inner.signaling {
                 sig.send(protocol::stream_state(state::STREAM_ACTIVE, 0, now));
                 sig.send(protocol::session_state(
@@ -814,6 +850,8 @@ impl Shared {
                 return; // replaced, or already handled
             }
             inner.signaling = None;
+            // Only the first connection gets the audio from before it.
+            inner.buffer_from_ms = None;
             if inner.phase == Phase::Stopped {
                 return;
             }
@@ -939,7 +977,9 @@ impl Shared {
 
 /// One interval per stream drives both channels' audio and transcripts to
 /// every ready media socket. Frame content is a pure function of the stream
-/// id and the frame's timestamp.
+/// id and the frame's timestamp, so buffered audio is just older frames: a
+/// socket that is owed them (a `cursor`) is sent them in order, as fast as
+/// its queue takes them, until it has caught up with the live frame.
 async fn drive(shared: Arc<Shared>, stream: Arc<Stream>) {
     let _ = tokio::task::spawn_blocking(audio::warm).await;
     let start = Instant::now();
@@ -963,20 +1003,52 @@ async fn drive(shared: Arc<Shared>, stream: Arc<Stream>) {
         if shared.stop_answering() {
             continue;
         }
-        let inner = stream.lock();
+        let mut inner = stream.lock();
         if inner.phase != Phase::Active {
             continue;
         }
-        for f in from..=due {
-            send_frame(&shared, &stream, &inner.media, epoch_frame + f);
+        for m in inner.media.iter_mut().filter(|m| m.ready) {
+            match m.cursor {
+                None => {
+                    for f in from..=due {
+                        send_frame(&shared, &stream, m, epoch_frame + f, false);
+                    }
+                }
+                Some(cursor) => m.cursor = catch_up(&shared, &stream, m, cursor, epoch_frame + due),
+            }
         }
     }
 }
 
-fn send_frame(shared: &Shared, stream: &Stream, media: &[MediaPeer], frame: u64) {
+/// Send the owed frames `cursor..=live` while the socket's queue has room
+/// (none is dropped: the rest waits for the next tick). Returns the next
+/// owed frame, or None once the socket follows the live frames: when all is
+/// sent and its queue has drained to half, so live frames (which a full
+/// queue drops) do not land on a replay still in flight.
+fn catch_up(
+    shared: &Shared,
+    stream: &Stream,
+    m: &MediaPeer,
+    cursor: u64,
+    live: u64,
+) -> Option<u64> {
+    let mut next = cursor;
+    while next <= live {
+        if m.peer.tx.capacity() < CATCH_UP_HEADROOM {
+            return Some(next);
+        }
+        send_frame(shared, stream, m, next, true);
+        next += 1;
+    }
+    (m.peer.tx.capacity() < OUT_QUEUE / 2).then_some(next)
+}
+
+/// One frame's messages (both channels' audio, a transcript when an
+/// utterance ends) for one socket; `buffered` when it is owed audio.
+fn send_frame(shared: &Shared, stream: &Stream, m: &MediaPeer, frame: u64, buffered: bool) {
     let ts = frame as i64 * audio::FRAME_MS;
     let pos = audio::position(stream.offset, ts);
-    for m in media.iter().filter(|m| m.ready) {
+    {
         if let Some(params) = m.req.audio.filter(|_| m.req.kinds & MEDIA_AUDIO != 0) {
             let fpp = params.frames_per_packet() as u64;
             if (frame + 1).is_multiple_of(fpp) {
@@ -1014,6 +1086,9 @@ fn send_frame(shared: &Shared, stream: &Stream, media: &[MediaPeer], frame: u64)
                     };
                     if m.peer.send(text) {
                         inc(&shared.stats.frames_sent);
+                        if buffered {
+                            inc(&shared.stats.frames_buffered);
+                        }
                     } else {
                         inc(&shared.stats.frames_dropped);
                     }

@@ -126,6 +126,7 @@ pub(crate) fn new_user(first: &str, last: &str, account_id: String, email: Strin
         first_name: first.into(),
         last_name: last.into(),
         display_name: format!("{first} {last}"),
+        role_name: "Member".into(),
     }
 }
 
@@ -161,6 +162,9 @@ pub(crate) struct MediaPeer {
     pub req: MediaRequest,
     /// CLIENT_READY_ACK received for it: media may flow.
     pub ready: bool,
+    /// While it is behind (buffered audio being replayed): the next frame
+    /// (Unix ms / 20) it is owed. None once it follows the live frames.
+    pub cursor: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -201,10 +205,23 @@ pub(crate) struct StreamInner {
     /// fires if nothing happened since it was set.
     pub interrupt_gen: u64,
     pub first_packet_ts: Option<i64>,
+    /// Audio since this time (Unix ms) is owed to the first consumer; gone
+    /// once it was delivered, refused (`buffer_data: false`) or the first
+    /// connection was lost.
+    pub buffer_from_ms: Option<i64>,
+    /// Media kinds (bits) that were handed the buffered audio.
+    pub buffer_delivered: u8,
 }
 
 impl Stream {
-    pub fn new(engagement: &SimEngagement, agent: SimUser, cancel: CancellationToken) -> Self {
+    /// `started_ms`: when its audio began (Unix ms), the start of what
+    /// Zoom buffers for the first consumer.
+    pub fn new(
+        engagement: &SimEngagement,
+        agent: SimUser,
+        started_ms: i64,
+        cancel: CancellationToken,
+    ) -> Self {
         let id = crate::config::random_hex(16);
         Self {
             offset: super::audio::stream_offset(&id),
@@ -223,6 +240,8 @@ impl Stream {
                 driver_running: false,
                 interrupt_gen: 0,
                 first_packet_ts: None,
+                buffer_from_ms: Some(started_ms),
+                buffer_delivered: 0,
             }),
         }
     }
@@ -246,14 +265,19 @@ impl Shared {
     }
 
     pub fn create_user(&self) -> SimUser {
+        self.create_user_in(None, "Member")
+    }
+
+    pub fn create_user_in(&self, account_id: Option<&str>, role_name: &str) -> SimUser {
         let mut st = lock(&self.state);
         let n = st.users.len() + 1;
-        let user = new_user(
+        let mut user = new_user(
             "Agent",
             &format!("Number{n}"),
-            zoom_id(),
+            account_id.map_or_else(zoom_id, str::to_owned),
             format!("agent{n}@sim.zcc-rtms.invalid"),
         );
+        user.role_name = role_name.to_owned();
         st.users.insert(user.user_id.clone(), user.clone());
         user
     }

@@ -21,6 +21,9 @@ pub(crate) struct Stats {
     pub media_total: AtomicU64,
     pub frames_sent: AtomicU64,
     pub frames_dropped: AtomicU64,
+    pub frames_buffered: AtomicU64,
+    pub keepalives_late: AtomicU64,
+    pub keepalive_max_ms: AtomicU64,
     pub transcripts_sent: AtomicU64,
     pub events_sent: AtomicU64,
     pub keepalives_sent: AtomicU64,
@@ -86,11 +89,14 @@ impl Stats {
             media_handshakes: media,
             frames_sent: get(&self.frames_sent),
             frames_dropped: get(&self.frames_dropped),
+            frames_buffered: get(&self.frames_buffered),
             transcripts_sent: get(&self.transcripts_sent),
             events_sent: get(&self.events_sent),
             keepalives: KeepAliveStats {
                 sent: get(&self.keepalives_sent),
                 answered: get(&self.keepalives_answered),
+                late: get(&self.keepalives_late),
+                max_answer_ms: get(&self.keepalive_max_ms),
             },
             streams: StreamStats {
                 started: get(&self.streams_started),
@@ -117,6 +123,10 @@ pub struct SimStats {
     pub frames_sent: u64,
     /// Audio frames not sent because a client did not keep up.
     pub frames_dropped: u64,
+    /// Audio frames (of `frames_sent`) replayed from the buffer to a
+    /// consumer that connected after the stream began.
+    #[serde(default)]
+    pub frames_buffered: u64,
     pub transcripts_sent: u64,
     pub events_sent: u64,
     pub keepalives: KeepAliveStats,
@@ -143,6 +153,12 @@ pub struct ConnStats {
 pub struct KeepAliveStats {
     pub sent: u64,
     pub answered: u64,
+    /// Answers that came after the next keep-alive was due.
+    #[serde(default)]
+    pub late: u64,
+    /// Slowest answer, in ms.
+    #[serde(default)]
+    pub max_answer_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -4,9 +4,14 @@
 //!
 //! Values carry their expiry (Unix ms, 0 = never) in front; an expired value
 //! reads as absent and [`Embedded::sweep_expired`] deletes them for good.
+//!
+//! A failed write (disk full, I/O error) leaves redb refusing every later
+//! one; the file is then closed and opened again by the next operation, so
+//! the store recovers by itself once the cause is gone.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
@@ -22,14 +27,21 @@ pub const FILE_NAME: &str = "zcc-rtms.redb";
 
 #[derive(Clone)]
 pub struct Embedded {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
 }
 
-fn expiry(ttl: Option<Duration>) -> i64 {
+struct Shared {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+    /// A write failed: open the file again before the next operation.
+    broken: AtomicBool,
+}
+
+pub(crate) fn expiry(ttl: Option<Duration>) -> i64 {
     ttl.map_or(0, |t| now_ms().saturating_add(t.as_millis() as i64).max(1))
 }
 
-fn encode(expires_at_ms: i64, value: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(expires_at_ms: i64, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + value.len());
     out.extend_from_slice(&expires_at_ms.to_le_bytes());
     out.extend_from_slice(value);
@@ -43,6 +55,80 @@ fn decode(raw: &[u8], now: i64) -> Option<&[u8]> {
     (exp == 0 || exp > now).then_some(value)
 }
 
+/// Inside a write transaction: store `value` under `key` unless a live value
+/// is there. True when stored.
+pub(crate) fn insert_if_absent_in(
+    tx: &redb::WriteTransaction,
+    key: &str,
+    value: &[u8],
+    ttl: Option<Duration>,
+) -> Result<bool, redb::Error> {
+    let mut table = tx.open_table(KV)?;
+    let live = table
+        .get(key)?
+        .is_some_and(|r| decode(r.value(), now_ms()).is_some());
+    if live {
+        return Ok(false);
+    }
+    table.insert(key, encode(expiry(ttl), value).as_slice())?;
+    Ok(true)
+}
+
+fn open_file(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path)
+        .map_err(|e| StoreError::Backend(format!("opening store file {}: {e}", path.display())))?;
+    let tx = db.begin_write().map_err(redb::Error::from)?;
+    tx.open_table(KV).map_err(redb::Error::from)?;
+    tx.open_table(SETS).map_err(redb::Error::from)?;
+    tx.commit().map_err(redb::Error::from)?;
+    Ok(db)
+}
+
+impl Shared {
+    /// The open database, opening it again after a failed write.
+    fn handle(&self) -> Result<Arc<Database>, StoreError> {
+        if !self.broken.load(Ordering::Acquire)
+            && let Some(db) = self.db.read().map_err(poisoned)?.as_ref()
+        {
+            return Ok(db.clone());
+        }
+        let mut slot = self.db.write().map_err(poisoned)?;
+        if self.broken.load(Ordering::Acquire) || slot.is_none() {
+            // Drop our handle first: the file can be open only once. An
+            // operation still holding the old one makes this attempt fail;
+            // the next operation tries again.
+            *slot = None;
+            let db = open_file(&self.path).map_err(|e| {
+                StoreError::Backend(format!("recovering after a failed write: {e}"))
+            })?;
+            *slot = Some(Arc::new(db));
+            self.broken.store(false, Ordering::Release);
+            tracing::info!("embedded store reopened after a failed write");
+        }
+        slot.clone()
+            .ok_or_else(|| StoreError::Backend("store file is not open".into()))
+    }
+
+    /// Remember an I/O failure so the next operation reopens the file.
+    fn failed<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Embedded(
+            redb::Error::Io(_)
+            | redb::Error::PreviousIo
+            | redb::Error::TransactionPoisoned
+            | redb::Error::DatabaseClosed
+            | redb::Error::Corrupted(_),
+        )) = &result
+        {
+            self.broken.store(true, Ordering::Release);
+        }
+        result
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Backend("store handle lock poisoned".into())
+}
+
 impl Embedded {
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
         let dir = dir.to_owned();
@@ -51,40 +137,52 @@ impl Embedded {
                 StoreError::Backend(format!("creating data dir {}: {e}", dir.display()))
             })?;
             let path = dir.join(FILE_NAME);
-            let db = Database::create(&path).map_err(|e| {
-                StoreError::Backend(format!("opening store file {}: {e}", path.display()))
-            })?;
-            let tx = db.begin_write().map_err(redb::Error::from)?;
-            tx.open_table(KV).map_err(redb::Error::from)?;
-            tx.open_table(SETS).map_err(redb::Error::from)?;
-            tx.commit().map_err(redb::Error::from)?;
-            Ok(Self { db: Arc::new(db) })
+            let db = open_file(&path)?;
+            Ok(Self {
+                shared: Arc::new(Shared {
+                    path,
+                    db: RwLock::new(Some(Arc::new(db))),
+                    broken: AtomicBool::new(false),
+                }),
+            })
         })
         .await
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
+        let shared = self.shared.clone();
         run(move || {
-            let tx = db.begin_read().map_err(redb::Error::from)?;
-            Ok(f(&tx)?)
+            let db = shared.handle()?;
+            let result = db
+                .begin_read()
+                .map_err(redb::Error::from)
+                .and_then(|tx| f(&tx))
+                .map_err(StoreError::from);
+            shared.failed(result)
         })
         .await
     }
 
-    async fn write<T: Send + 'static>(
+    /// One write transaction, durable when this returns. On failure nothing
+    /// of it is kept.
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
+        let shared = self.shared.clone();
         run(move || {
-            let tx = db.begin_write().map_err(redb::Error::from)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(redb::Error::from)?;
-            Ok(out)
+            let db = shared.handle()?;
+            let result = (|| {
+                let tx = db.begin_write()?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok::<_, redb::Error>(out)
+            })()
+            .map_err(StoreError::from);
+            shared.failed(result)
         })
         .await
     }
@@ -126,18 +224,8 @@ impl Embedded {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        self.write(move |tx| {
-            let mut table = tx.open_table(KV)?;
-            let live = table
-                .get(key.as_str())?
-                .is_some_and(|r| decode(r.value(), now_ms()).is_some());
-            if live {
-                return Ok(false);
-            }
-            table.insert(key.as_str(), encode(expiry(ttl), &value).as_slice())?;
-            Ok(true)
-        })
-        .await
+        self.write(move |tx| insert_if_absent_in(tx, &key, &value, ttl))
+            .await
     }
 
     pub async fn take(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {

@@ -13,8 +13,8 @@
 //! stream is decided by the Zoom client and the RTMS manager.
 
 pub mod crypto;
-mod embedded;
-mod redis;
+pub(crate) mod embedded;
+pub(crate) mod redis;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,10 +47,36 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+/// The store being unreachable is a 503 with a reason (retry later); an
+/// unreadable value is a 500.
 impl From<StoreError> for crate::error::AppError {
     fn from(e: StoreError) -> Self {
-        crate::error::AppError::Internal(anyhow::Error::new(e).context("store"))
+        match e {
+            StoreError::Corrupt { .. } => {
+                crate::error::AppError::Internal(anyhow::Error::new(e).context("store"))
+            }
+            other => {
+                tracing::warn!(error = %other, "store unavailable");
+                crate::error::AppError::Unavailable(format!(
+                    "the {} store is unavailable",
+                    match other {
+                        StoreError::Redis(_) => "Redis",
+                        _ => "data",
+                    }
+                ))
+            }
+        }
     }
+}
+
+/// Which active engagements to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveIndex<'a> {
+    All,
+    /// Assigned to this agent (Zoom user id).
+    Agent(&'a str),
+    /// In this Zoom account.
+    Account(&'a str),
 }
 
 /// Where the store lives.
@@ -176,8 +202,55 @@ impl Store {
         }
     }
 
-    fn key(&self, kind: &str, id: &str) -> String {
+    pub(crate) fn key(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.prefix)
+    }
+
+    /// The embedded backend, for modules that keep tables of their own in
+    /// the same file (the webhook inbox).
+    pub(crate) fn embedded(&self) -> Option<&embedded::Embedded> {
+        match &self.inner {
+            Inner::Embedded(b) => Some(b),
+            Inner::Redis(_) => None,
+        }
+    }
+
+    /// The Redis backend, for modules with structures of their own there.
+    pub(crate) fn redis(&self) -> Option<&redis::RedisBackend> {
+        match &self.inner {
+            Inner::Redis(b) => Some(b),
+            Inner::Embedded(_) => None,
+        }
+    }
+
+    /// Seal `plain` bound to `key` (what [`Store::open_value`] checks).
+    pub(crate) fn seal_value(&self, key: &str, plain: &[u8]) -> Vec<u8> {
+        self.sealer.seal(key, plain)
+    }
+
+    pub(crate) fn open_value(&self, key: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.sealer
+            .open(key, sealed)
+            .map_err(|e| StoreError::Corrupt {
+                key: key.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Readiness: a value written is read back (a real write round-trip on
+    /// the embedded file, a round-trip to Redis).
+    pub async fn check_write(&self) -> Result<(), StoreError> {
+        let key = self.key("ready", &crate::config::random_hex(8));
+        let nonce = crate::config::random_hex(8).into_bytes();
+        backend!(self.put(key.clone(), nonce.clone(), Some(Duration::from_secs(60))))?;
+        let back = backend!(self.take(key))?;
+        if back.as_deref() == Some(nonce.as_slice()) {
+            Ok(())
+        } else {
+            Err(StoreError::Backend(
+                "a value written was not read back".into(),
+            ))
+        }
     }
 
     // ---- sealed JSON values ----
@@ -240,6 +313,21 @@ impl Store {
             .await?;
         self.put_sealed(self.user_key(&record.user_id), &record.account_id, None)
             .await
+    }
+
+    fn role_key(&self, user_id: &str) -> String {
+        self.key("role", &self.sealer.key_id(&[user_id]))
+    }
+
+    /// Remember the user's Zoom role (`role_name` of `users/me`) from their install.
+    pub async fn save_user_role(&self, user_id: &str, role_name: &str) -> Result<(), StoreError> {
+        self.put_sealed(self.role_key(user_id), &role_name, None)
+            .await
+    }
+
+    /// The user's Zoom role as of their latest install.
+    pub async fn user_role(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        self.get_sealed(self.role_key(user_id)).await
     }
 
     /// The account a user installed the app in (a Zoom app context names
@@ -392,17 +480,52 @@ impl Store {
         format!("{}engagements:active", self.prefix)
     }
 
+    /// The set an index lives in: all active engagements, or one agent's,
+    /// or one account's (ids kept opaque, like every key).
+    fn index_set(&self, index: ActiveIndex<'_>) -> String {
+        match index {
+            ActiveIndex::All => self.active_set(),
+            ActiveIndex::Agent(user) => format!(
+                "{}:agent:{}",
+                self.active_set(),
+                self.sealer.key_id(&[user])
+            ),
+            ActiveIndex::Account(account) => format!(
+                "{}:account:{}",
+                self.active_set(),
+                self.sealer.key_id(&[account])
+            ),
+        }
+    }
+
+    /// The indexes an engagement belongs in.
+    fn indexes_of(&self, engagement: &Engagement) -> Vec<String> {
+        let mut sets = vec![self.index_set(ActiveIndex::All)];
+        if let Some(agent) = &engagement.agent_user_id {
+            sets.push(self.index_set(ActiveIndex::Agent(agent)));
+        }
+        if let Some(account) = &engagement.account_id {
+            sets.push(self.index_set(ActiveIndex::Account(account)));
+        }
+        sets
+    }
+
     pub async fn save_engagement(&self, engagement: &Engagement) -> Result<(), StoreError> {
         let key = self.key("engagement", &engagement.engagement_id);
         let id = engagement.engagement_id.clone();
         if engagement.is_active() {
             self.put_sealed(key, engagement, None).await?;
-            backend!(self.set_add(self.active_set(), id))
+            for set in self.indexes_of(engagement) {
+                backend!(self.set_add(set, id.clone()))?;
+            }
         } else {
             self.put_sealed(key, engagement, Some(ENDED_ENGAGEMENT_TTL))
                 .await?;
-            backend!(self.set_remove(self.active_set(), id))
+            for set in self.indexes_of(engagement) {
+                backend!(self.set_remove(set, id.clone()))?;
+            }
         }
+        Ok(())
     }
 
     pub async fn load_engagement(
@@ -415,13 +538,24 @@ impl Store {
     /// Active engagements (unordered). Unreadable entries are skipped with a
     /// warning rather than hiding all the others.
     pub async fn active_engagements(&self) -> Result<Vec<Engagement>, StoreError> {
-        let ids = backend!(self.set_members(self.active_set()))?;
+        self.active_engagements_in(ActiveIndex::All).await
+    }
+
+    /// Active engagements of one index: the cost is the size of that index
+    /// (an agent's own, an account's), never a scan of all. Entries that
+    /// ended or moved are dropped from the index on the way.
+    pub async fn active_engagements_in(
+        &self,
+        index: ActiveIndex<'_>,
+    ) -> Result<Vec<Engagement>, StoreError> {
+        let set = self.index_set(index);
+        let ids = backend!(self.set_members(set.clone()))?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             match self.load_engagement(&id).await {
-                Ok(Some(e)) if e.is_active() => out.push(e),
+                Ok(Some(e)) if e.is_active() && self.indexes_of(&e).contains(&set) => out.push(e),
                 Ok(_) => {
-                    backend!(self.set_remove(self.active_set(), id))?;
+                    backend!(self.set_remove(set.clone(), id))?;
                 }
                 Err(e) => tracing::warn!(error = %e, "skipping unreadable engagement"),
             }

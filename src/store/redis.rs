@@ -4,6 +4,7 @@
 //! response timeouts, so no store call can hang. Leases are `SET NX PX` with
 //! compare-and-set Lua scripts, so only the owner can extend or release one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands as _;
@@ -36,13 +37,31 @@ return 0";
 
 #[derive(Clone)]
 pub struct RedisBackend {
+    client: Arc<redis::Client>,
     conn: ConnectionManager,
     claim: std::sync::Arc<redis::Script>,
     renew: std::sync::Arc<redis::Script>,
     release: std::sync::Arc<redis::Script>,
 }
 
-fn millis(ttl: Duration) -> u64 {
+/// A reconnecting connection with bounded connect and response times, so no
+/// store call can hang.
+async fn manager(client: &redis::Client) -> Result<ConnectionManager, StoreError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_secs(2));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| StoreError::Backend("connecting to Redis timed out".into()))?
+    .map_err(StoreError::from)
+}
+
+pub(crate) fn millis(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
 }
 
@@ -50,18 +69,9 @@ impl RedisBackend {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client =
             redis::Client::open(url).map_err(|e| StoreError::Backend(format!("REDIS_URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = tokio::time::timeout(
-            Duration::from_secs(10),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::Backend("connecting to Redis timed out".into()))??;
+        let conn = manager(&client).await?;
         let backend = Self {
+            client: Arc::new(client),
             conn,
             claim: std::sync::Arc::new(redis::Script::new(CLAIM)),
             renew: std::sync::Arc::new(redis::Script::new(RENEW)),
@@ -69,6 +79,17 @@ impl RedisBackend {
         };
         backend.ping().await?;
         Ok(backend)
+    }
+
+    /// The shared connection (commands are pipelined on it).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// A connection of its own, for blocking reads that must not hold up
+    /// everyone else's commands.
+    pub(crate) async fn dedicated(&self) -> Result<ConnectionManager, StoreError> {
+        manager(&self.client).await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -57,7 +57,7 @@ pub fn verify(
     let timestamp = timestamp.ok_or(VerifyError::MissingTimestamp)?.trim();
     let signature = signature.ok_or(VerifyError::MissingSignature)?.trim();
     let ts: i64 = timestamp.parse().map_err(|_| VerifyError::BadTimestamp)?;
-    if (now_secs - ts).abs() > MAX_SKEW_SECS {
+    if !within_window(now_secs, ts) {
         return Err(VerifyError::StaleTimestamp);
     }
     let expected = sign(secret, timestamp, body);
@@ -66,6 +66,12 @@ pub fn verify(
     } else {
         Err(VerifyError::BadSignature)
     }
+}
+
+/// Whether `ts` is at most [`MAX_SKEW_SECS`] away from `now_secs`, for any
+/// two `i64`s (the difference is taken without overflow).
+fn within_window(now_secs: i64, ts: i64) -> bool {
+    now_secs.abs_diff(ts) <= MAX_SKEW_SECS.unsigned_abs()
 }
 
 #[cfg(test)]
@@ -114,5 +120,24 @@ mod tests {
             verify("s", Some("soon"), Some(&sig), b"{}", 1000),
             Err(VerifyError::BadTimestamp)
         );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let now = 1_700_000_000;
+        for ts in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
+            let t = ts.to_string();
+            let sig = sign("s", &t, b"{}");
+            assert_eq!(
+                verify("s", Some(&t), Some(&sig), b"{}", now),
+                Err(VerifyError::StaleTimestamp),
+                "{ts}"
+            );
+        }
+        assert!(within_window(i64::MAX, i64::MAX));
+        assert!(!within_window(i64::MIN, i64::MAX));
+        assert!(!within_window(i64::MAX, i64::MIN));
+        assert!(within_window(now, now - MAX_SKEW_SECS));
+        assert!(!within_window(now, now + MAX_SKEW_SECS + 1));
     }
 }

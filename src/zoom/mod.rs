@@ -167,6 +167,10 @@ pub struct ZoomUser {
     pub account_id: String,
     #[serde(default)]
     pub email: Option<String>,
+    /// `Owner`, `Admin`, `Member` or a custom role: owners and admins
+    /// supervise their account.
+    #[serde(default)]
+    pub role_name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +367,12 @@ impl ZoomClient {
         let user = self.users_me(&tokens.access_token).await?;
         let record = record_from(tokens, &user.account_id, &user.id);
         self.save_with_retry(&record, true).await?;
+        // The role only widens what the user may see; without it they are an
+        // agent, so a failure here does not fail the install.
+        let role = user.role_name.as_deref().unwrap_or("");
+        if let Err(e) = self.inner.store.save_user_role(&user.id, role).await {
+            tracing::warn!(error = %e, "storing the installing user's role");
+        }
         tracing::info!("Zoom app installed for an account");
         Ok(record)
     }

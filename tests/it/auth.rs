@@ -38,7 +38,7 @@ async fn full_web_install_authenticates_the_account(rig: Rig) {
     assert_eq!(before["mode"], "zoom");
     assert_eq!(before["installUrl"], "/api/auth/install");
 
-    let authorize = begin_install(app).await;
+    let (authorize, nonce) = begin_install_in(app).await;
     let q: std::collections::HashMap<_, _> = authorize.query_pairs().into_owned().collect();
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["client_id"], app.sim_cfg.client_id);
@@ -48,7 +48,7 @@ async fn full_web_install_authenticates_the_account(rig: Rig) {
     assert!(!q.contains_key("scope"), "Zoom rejects scopes in the URL");
 
     let callback = approve(app, authorize, None).await;
-    let landing = land(app, &callback).await;
+    let landing = land_in(app, &callback, Some(&nonce)).await;
     assert!(landing.succeeded(), "{landing:?}");
     assert_eq!(landing.location, "/?auth=success");
     let cookie = landing.cookie.expect("signed in");
@@ -78,8 +78,18 @@ async fn a_zoom_initiated_install_without_state_is_accepted_and_its_code_cannot_
     assert!(!callback.contains("state="), "{callback}");
     let first = land(app, &callback).await;
     assert!(first.succeeded(), "{first:?}");
-    let cookie = first.cookie.expect("signed in");
-    assert_eq!(status(app, Some(&cookie)).await["authenticated"], true);
+    // The tokens are stored, but the browser is not signed in by it.
+    assert!(first.cookie.is_none(), "{first:?}");
+    let user = app.sim.default_user();
+    assert!(
+        app.state
+            .store
+            .load_tokens(&user.account_id, &user.user_id)
+            .await
+            .expect("load")
+            .is_some(),
+        "tokens stored"
+    );
 
     let replay = land(app, &callback).await;
     assert!(!replay.succeeded());
@@ -124,7 +134,7 @@ async fn a_callback_with_a_forged_state_is_rejected_and_stores_nothing() {
 async fn a_code_returned_with_another_installs_state_is_rejected() {
     let app = TestApp::spawn().await;
     let first = begin_install(&app).await;
-    let second = begin_install(&app).await;
+    let (second, nonce_of_second) = begin_install_in(&app).await;
     let code_of_first = approve(&app, first, None).await;
     let state_of_second = second
         .query_pairs()
@@ -142,7 +152,7 @@ async fn a_code_returned_with_another_installs_state_is_rejected() {
         urlencode(&code),
         urlencode(&state_of_second)
     );
-    let landing = land(&app, &mixed).await;
+    let landing = land_in(&app, &mixed, Some(&nonce_of_second)).await;
     // The second install's PKCE verifier does not match the first's challenge.
     assert_eq!(landing.reason().as_deref(), Some("code_rejected"));
     app.shutdown().await;
@@ -155,10 +165,10 @@ fn urlencode(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_callback_is_rejected() {
     let app = TestApp::spawn().await;
-    let authorize = begin_install(&app).await;
+    let (authorize, nonce) = begin_install_in(&app).await;
     let callback = approve(&app, authorize, None).await;
-    assert!(land(&app, &callback).await.succeeded());
-    let replay = land(&app, &callback).await;
+    assert!(land_in(&app, &callback, Some(&nonce)).await.succeeded());
+    let replay = land_in(&app, &callback, Some(&nonce)).await;
     assert_eq!(replay.reason().as_deref(), Some("state_used"));
     assert!(replay.cookie.is_none());
     app.shutdown().await;
@@ -187,6 +197,7 @@ async fn in_client_oauth_exchanges_the_code_with_the_stored_verifier_once() {
     let app = TestApp::spawn().await;
     let resp = get(&app, "/api/auth/challenge", None).await;
     assert_eq!(resp.status(), StatusCode::OK);
+    let nonce = cookie_named(&resp, "zcc_oauth=").expect("the challenge ties its state");
     let ch: Value = resp.json().await.expect("json");
     assert_eq!(ch["codeChallengeMethod"], "plain");
     let challenge = ch["codeChallenge"].as_str().expect("challenge");
@@ -227,6 +238,7 @@ async fn in_client_oauth_exchanges_the_code_with_the_stored_verifier_once() {
         app.state
             .http
             .post(app.url("/api/auth/exchange"))
+            .header("cookie", &nonce)
             .json(&body)
             .send()
     };

@@ -18,17 +18,17 @@ use crate::helpers::{WAIT, eventually, init};
 use crate::redis_server::RedisServer;
 
 /// A simulator running in this process.
-struct Sim {
-    handle: SimHandle,
-    base: String,
-    cfg: SimConfig,
+pub(crate) struct Sim {
+    pub(crate) handle: SimHandle,
+    pub(crate) base: String,
+    pub(crate) cfg: SimConfig,
     ca_cert: Option<std::path::PathBuf>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Sim {
-    async fn start() -> Sim {
+    pub(crate) async fn start() -> Sim {
         init();
         let mut cfg = SimConfig::generated();
         cfg.tls = true;
@@ -54,16 +54,16 @@ impl Sim {
 }
 
 /// Where the binary keeps its state.
-enum StoreAt<'a> {
+pub(crate) enum StoreAt<'a> {
     Dir(&'a std::path::Path),
     Redis(&'a RedisServer),
 }
 
 /// The real binary, serving on a free port, killed by PID when dropped.
-struct Binary<'a> {
+pub(crate) struct Binary<'a> {
     sim: &'a Sim,
-    child: Child,
-    base: String,
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Ends for Binary<'_> {
@@ -82,15 +82,32 @@ impl Ends for Binary<'_> {
     fn sim(&self) -> &SimHandle {
         &self.sim.handle
     }
+    async fn engagement_known(&self, engagement_id: &str) -> bool {
+        let Ok(resp) = self
+            .http()
+            .get(self.url("/api/engagement/active"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+        else {
+            return false;
+        };
+        resp.json::<Value>().await.is_ok_and(|v| {
+            v["engagements"].as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|e| e["engagement_id"].as_str() == Some(engagement_id))
+            })
+        })
+    }
 }
 
-struct Secrets {
-    key: [u8; 32],
+pub(crate) struct Secrets {
+    pub(crate) key: [u8; 32],
     session: String,
 }
 
 impl Secrets {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut key = [0u8; 32];
         for (i, b) in zcc_rtms::config::random_hex(32)
             .as_bytes()
@@ -107,7 +124,7 @@ impl Secrets {
 }
 
 impl<'a> Binary<'a> {
-    async fn spawn(
+    pub(crate) async fn spawn(
         sim: &'a Sim,
         at: &StoreAt<'_>,
         secrets: &Secrets,
@@ -116,7 +133,7 @@ impl<'a> Binary<'a> {
         Self::spawn_env(sim, at, secrets, cwd, &[]).await
     }
 
-    async fn spawn_env(
+    pub(crate) async fn spawn_env(
         sim: &'a Sim,
         at: &StoreAt<'_>,
         secrets: &Secrets,
@@ -137,6 +154,7 @@ impl<'a> Binary<'a> {
             .env("ZOOM_HOST", &sim.base)
             .env("ZOOM_API_URL", format!("{}/v2", sim.base))
             .env("SESSION_SECRET", &secrets.session)
+            .env("ADMIN_TOKEN", OPERATOR_TOKEN)
             .env("TOKEN_ENCRYPTION_KEY", hex::encode(secrets.key))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -174,7 +192,7 @@ impl<'a> Binary<'a> {
     }
 
     /// SIGKILL: no shutdown, no flush, nothing.
-    async fn kill9(mut self) {
+    pub(crate) async fn kill9(mut self) {
         self.child.start_kill().expect("kill");
         tokio::time::timeout(WAIT, self.child.wait())
             .await
@@ -187,12 +205,7 @@ impl<'a> Binary<'a> {
 /// return the session cookie and engagement.
 async fn install_and_refresh(bin: &Binary<'_>) -> (String, String) {
     let cookie = install(bin, None).await;
-    let engagement = bin
-        .sim
-        .handle
-        .create_engagement()
-        .await
-        .expect("engagement");
+    let engagement = new_engagement(bin, None).await;
     fault(bin, json!({ "expire_tokens": true })).await;
     let (code, body) = control(bin, Some(&cookie), &engagement, "stop").await;
     assert_eq!(code, StatusCode::OK, "{body}");
@@ -301,10 +314,14 @@ async fn tokens_refreshed_just_before_a_kill_9_survive_on_redis_even_when_redis_
     bin.kill9().await;
 }
 
+/// The binaries' `ADMIN_TOKEN` (for `/api/stats`).
+pub(crate) const OPERATOR_TOKEN: &str = "operator-token-for-the-crash-tests-0123456789";
+
 async fn streams_active(app: &impl Ends) -> u64 {
     let v: Value = app
         .http()
         .get(app.url("/api/stats"))
+        .bearer_auth(OPERATOR_TOKEN)
         .send()
         .await
         .expect("stats")
@@ -366,6 +383,7 @@ async fn a_stream_whose_owner_is_killed_is_taken_over_by_another_instance() {
         let v: Value = survivor
             .http()
             .get(survivor.url("/api/stats"))
+            .bearer_auth(OPERATOR_TOKEN)
             .send()
             .await
             .ok()?

@@ -30,6 +30,8 @@ pub trait Ends {
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base(), path)
     }
+    /// Whether the app has recorded the engagement (its webhook was handled).
+    async fn engagement_known(&self, engagement_id: &str) -> bool;
 }
 
 impl Ends for TestApp {
@@ -48,6 +50,28 @@ impl Ends for TestApp {
     fn sim(&self) -> &zcc_rtms::sim::SimHandle {
         &self.sim
     }
+    async fn engagement_known(&self, engagement_id: &str) -> bool {
+        matches!(
+            self.state.store.load_engagement(engagement_id).await,
+            Ok(Some(_))
+        )
+    }
+}
+
+/// A new engagement assigned to `user` (the simulator's default user when
+/// None), returned once the app has recorded it: control is only for the
+/// engagement's own agent, which the app learns from `engagement_started`.
+pub async fn new_engagement(app: &impl Ends, user: Option<&str>) -> String {
+    let id = match user {
+        Some(u) => app.sim().create_engagement_for(u).await,
+        None => app.sim().create_engagement().await,
+    }
+    .expect("engagement");
+    crate::helpers::eventually("the app records the engagement", || async {
+        app.engagement_known(&id).await.then_some(())
+    })
+    .await;
+    id
 }
 
 /// A `TestApp` (app in Zoom mode + simulator) on the given store.
@@ -97,12 +121,18 @@ fn location(resp: &reqwest::Response) -> String {
 
 /// The session cookie (`name=value`) set by a response, if any.
 fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    cookie_named(resp, "zcc_session=")
+}
+
+/// A cookie (`name=value`) set by a response, if any (not a removal).
+pub fn cookie_named(resp: &reqwest::Response, prefix: &str) -> Option<String> {
     resp.headers()
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("zcc_session="))
+        .find(|c| c.starts_with(prefix) && !c.contains("Max-Age=0"))
         .and_then(|c| c.split(';').next())
+        .filter(|pair| pair.len() > prefix.len())
         .map(str::to_owned)
 }
 
@@ -129,13 +159,21 @@ impl Landing {
     }
 }
 
-/// `GET /api/auth/install` → Zoom's authorize URL.
+/// `GET /api/auth/install` → Zoom's authorize URL (the browser's nonce
+/// cookie is dropped: see [`begin_install_in`]).
 pub async fn begin_install(app: &impl Ends) -> url::Url {
+    begin_install_in(app).await.0
+}
+
+/// `GET /api/auth/install` → Zoom's authorize URL and the nonce cookie
+/// (`name=value`) that ties its `state` to this browser.
+pub async fn begin_install_in(app: &impl Ends) -> (url::Url, String) {
     let resp = get(app, "/api/auth/install", None).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "install redirects");
     let authorize = url::Url::parse(&location(&resp)).expect("authorize URL");
     assert!(authorize.as_str().starts_with(app.sim_base()));
-    authorize
+    let nonce = cookie_named(&resp, "zcc_oauth=").expect("the install sets a nonce cookie");
+    (authorize, nonce)
 }
 
 /// The user approves at the simulator's authorize page; returns the
@@ -163,9 +201,14 @@ fn location_of(resp: &reqwest::Response) -> String {
         .to_owned()
 }
 
-/// The browser arrives at the app's callback.
+/// A browser with no cookies arrives at the app's callback.
 pub async fn land(app: &impl Ends, callback: &str) -> Landing {
-    let resp = get(app, callback, None).await;
+    land_in(app, callback, None).await
+}
+
+/// The browser arrives at the app's callback carrying `cookie`.
+pub async fn land_in(app: &impl Ends, callback: &str, cookie: Option<&str>) -> Landing {
+    let resp = get(app, callback, cookie).await;
     Landing {
         location: location(&resp),
         cookie: session_cookie(&resp),
@@ -175,9 +218,9 @@ pub async fn land(app: &impl Ends, callback: &str) -> Landing {
 /// The whole web install for `sim_user` (default user when None); returns
 /// the session cookie.
 pub async fn install(app: &impl Ends, sim_user: Option<&str>) -> String {
-    let authorize = begin_install(app).await;
+    let (authorize, nonce) = begin_install_in(app).await;
     let callback = approve(app, authorize, sim_user).await;
-    let landing = land(app, &callback).await;
+    let landing = land_in(app, &callback, Some(&nonce)).await;
     assert!(landing.succeeded(), "install failed: {landing:?}");
     landing.cookie.expect("the install signs the browser in")
 }

@@ -111,8 +111,11 @@ async fn the_page_loads_outside_zoom_with_no_console_errors_or_csp_violations() 
             t.contains("Outside Zoom")
         })
         .await;
+    // Not signed in: the page does not even ask for the feed.
     browser
-        .wait_text("live", "a live feed", |t| t == "Live")
+        .wait_text("live", "the signed-out state", |t| {
+            t == "Live: sign in to see your engagements"
+        })
         .await;
     assert_clean(&browser).await;
 
@@ -184,6 +187,8 @@ async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
     })
     .await;
     let browser = Browser::start(WIDE.0, WIDE.1).await;
+    // Signed in by an install in this browser: the agent's own engagements.
+    install_in_browser(&app, &browser).await;
     browser
         .client
         .goto(&page_url(&app, "/"))
@@ -198,12 +203,16 @@ async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
         .wait_text("live", "a live feed", |t| t == "Live")
         .await;
 
+    let agent = app.sim.default_user();
     let engagement = "ENG-webhook-1";
     let started = app
         .post_webhook(&json!({
             "event": "contact_center.engagement_started",
             "event_ts": crate::helpers::now_secs() * 1000,
-            "payload": {"account_id": "acct-1", "object": {"engagement_id": engagement}},
+            "payload": {
+                "account_id": agent.account_id,
+                "object": {"engagement_id": engagement, "user_id": agent.user_id},
+            },
         }))
         .await;
     assert!(started.status().is_success(), "{}", started.status());
@@ -227,7 +236,7 @@ async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
         .post_webhook(&json!({
             "event": "contact_center.engagement_ended",
             "event_ts": crate::helpers::now_secs() * 1000 + 1,
-            "payload": {"account_id": "acct-1", "object": {"engagement_id": engagement}},
+            "payload": {"account_id": agent.account_id, "object": {"engagement_id": engagement}},
         }))
         .await;
     assert!(ended.status().is_success(), "{}", ended.status());
@@ -409,6 +418,7 @@ async fn an_unauthorized_account_sees_connect_and_start_stays_disabled() {
 async fn outside_zoom_the_wide_live_view_follows_a_stream_started_from_webhooks() {
     let app = spawn().await;
     let browser = Browser::start(WIDE.0, WIDE.1).await;
+    install_in_browser(&app, &browser).await;
     browser
         .client
         .goto(&page_url(&app, "/"))

@@ -335,7 +335,7 @@ async fn a_context_in_a_browser_that_never_installed_finds_the_users_account() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["accountId"], user.account_id.as_str());
     let pair = cookie.split(';').next().expect("pair").to_owned();
-    let engagement = app.sim.create_engagement().await.expect("engagement");
+    let engagement = crate::auth_harness::new_engagement(&app, None).await;
     let (status, answer) =
         crate::auth_harness::control(&app, Some(&pair), &engagement, "start").await;
     assert_eq!(status, 200, "{answer}");

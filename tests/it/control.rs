@@ -40,7 +40,7 @@ on_both_stores!(
 async fn fifty_concurrent_control_calls_with_an_expired_token_make_exactly_one_refresh(rig: Rig) {
     let app = &rig.app;
     let cookie = install(app, None).await;
-    let engagement = app.sim.create_engagement().await.expect("engagement");
+    let engagement = new_engagement(app, None).await;
     let (code, _) = control(app, Some(&cookie), &engagement, "stop").await;
     assert_eq!(code, StatusCode::OK);
 
@@ -70,7 +70,7 @@ async fn a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fix
     let app = &rig.app;
     let cookie = install(app, None).await;
     let user = app.sim.default_user();
-    let engagement = app.sim.create_engagement().await.expect("engagement");
+    let engagement = new_engagement(app, None).await;
     let before = app
         .state
         .store
@@ -129,7 +129,7 @@ async fn a_refresh_token_rotated_elsewhere_needs_auth_without_touching_the_token
     let app = &rig.app;
     let cookie = install(app, None).await;
     let user = app.sim.default_user();
-    let engagement = app.sim.create_engagement().await.expect("engagement");
+    let engagement = new_engagement(app, None).await;
     let before = app
         .state
         .store
@@ -181,12 +181,8 @@ async fn two_accounts_each_use_their_own_token() {
     assert_ne!(a.account_id, b.account_id);
     let cookie_a = install(&app, None).await;
     let cookie_b = install(&app, Some(&b.user_id)).await;
-    let ea = app.sim.create_engagement().await.expect("engagement");
-    let eb = app
-        .sim
-        .create_engagement_for(&b.user_id)
-        .await
-        .expect("engagement");
+    let ea = new_engagement(&app, None).await;
+    let eb = new_engagement(&app, Some(&b.user_id)).await;
 
     let st_a = status(&app, Some(&cookie_a)).await;
     let st_b = status(&app, Some(&cookie_b)).await;
@@ -271,7 +267,7 @@ async fn zoom_errors_become_clear_answers() {
     let (code, body) = control(&app, Some(&cookie), "NO_SUCH_ENGAGEMENT", "start").await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
 
-    let ended = app.sim.create_engagement().await.expect("engagement");
+    let ended = new_engagement(&app, None).await;
     app.sim.end_engagement(&ended).await.expect("end");
     let (code, body) = control(&app, Some(&cookie), &ended, "start").await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
@@ -283,7 +279,7 @@ async fn zoom_errors_become_clear_answers() {
         "{body}"
     );
 
-    let live = app.sim.create_engagement().await.expect("engagement");
+    let live = new_engagement(&app, None).await;
     fault(&app, json!({ "fail_rest": { "count": 1, "status": 500 } })).await;
     let (code, body) = control(&app, Some(&cookie), &live, "stop").await;
     assert_eq!(code, StatusCode::BAD_GATEWAY, "{body}");
@@ -312,6 +308,71 @@ pub(crate) async fn second_instance(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
+    second_instance_with(rig, |_| {}).await
+}
+
+/// Stop the second instance, then the rig's app.
+pub(crate) async fn stop_both(
+    rig: Rig,
+    stop_other: tokio::sync::oneshot::Sender<()>,
+    other_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let _ = stop_other.send(());
+    other_task
+        .await
+        .expect("join")
+        .expect("second instance ran");
+    rig.app.shutdown().await;
+}
+
+/// The operator's view of `base`'s status lines (newest first).
+pub(crate) async fn status_lines(app: &TestApp, base: &str, query: &str) -> Vec<String> {
+    let v: Value = app
+        .operator
+        .get(format!("{base}/api/webhooks/events{query}"))
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    v["events"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Wait until the instance at `other` hears `app`'s status bus (its
+/// fan-out subscription is up).
+pub(crate) async fn fanout_connected(app: &TestApp, other: &str) {
+    let mut n = 0;
+    crate::helpers::eventually("fan-out connected", || {
+        n += 1;
+        app.state
+            .bus
+            .status(None, zcc_rtms::status::Level::Info, format!("probe {n}"));
+        async move {
+            status_lines(app, other, "")
+                .await
+                .iter()
+                .any(|m| m.starts_with("probe"))
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+/// A second instance like [`second_instance`], its config changed by `tweak`.
+pub(crate) async fn second_instance_with(
+    rig: &Rig,
+    tweak: impl FnOnce(&mut Config),
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let app = &rig.app;
     let cfg = &app.state.config;
     let args = ServeArgs {
@@ -331,8 +392,10 @@ pub(crate) async fn second_instance(
         ..ServeArgs::default()
     };
     let mut config = Config::from_args(&args).expect("config");
-    // Same key as the first instance (it was generated for it).
+    // Same key and operator token as the first instance (generated for it).
     config.token_encryption_key = cfg.token_encryption_key.clone();
+    config.access = cfg.access.clone();
+    tweak(&mut config);
     let second = App::build(config).await.expect("second instance");
     let base = format!("http://127.0.0.1:{}", second.local_addr().port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -347,7 +410,7 @@ async fn two_instances_on_redis_refresh_once_between_them() {
     let rig = Rig::spawn(Kind::Redis).await;
     let app = &rig.app;
     let cookie = install(app, None).await;
-    let engagement = app.sim.create_engagement().await.expect("engagement");
+    let engagement = new_engagement(app, None).await;
     let (other_base, stop, task) = second_instance(&rig).await;
 
     fault(app, json!({ "expire_tokens": true })).await;
@@ -398,7 +461,7 @@ async fn a_token_about_to_expire_is_refreshed_before_the_call() {
     let app = TestApp::spawn().await;
     let cookie = install(&app, None).await;
     let user = app.sim.default_user();
-    let engagement = app.sim.create_engagement().await.expect("engagement");
+    let engagement = new_engagement(&app, None).await;
     let store = &app.state.store;
     let mut record = store
         .load_tokens(&user.account_id, &user.user_id)

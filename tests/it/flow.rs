@@ -26,6 +26,17 @@ async fn start_engagement(app: &TestApp) -> String {
             .then_some(())
     })
     .await;
+    // Stored first, then announced on the bus (view, then status line).
+    eventually("engagement announced", || async {
+        let v = app
+            .get_json(&format!("/api/webhooks/events?engagement_id={id}"))
+            .await;
+        v["events"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["message"] == "Engagement started"))
+            .then_some(())
+    })
+    .await;
     id
 }
 

@@ -20,7 +20,12 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 pub struct TestApp {
     pub base: String,
+    /// Anonymous: no cookie, no token.
     pub client: reqwest::Client,
+    /// Sends the operator token (`ADMIN_TOKEN`): sees everything.
+    pub operator: reqwest::Client,
+    /// The operator token (empty in demo mode).
+    pub admin_token: String,
     pub sim: SimHandle,
     pub sim_base: String,
     pub sim_cfg: SimConfig,
@@ -102,6 +107,7 @@ impl TestApp {
             apps_sdk_url: Some(format!("{sim_base}/sim/appssdk.js")),
             session_secret: Some(zcc_rtms::config::random_hex(32)),
             token_encryption_key: Some(zcc_rtms::config::random_hex(32)),
+            admin_token: Some(zcc_rtms::config::random_hex(24)),
             data_dir: Some(data_dir.path().to_owned()),
             ..ServeArgs::default()
         };
@@ -150,6 +156,13 @@ impl TestApp {
         };
         let (stop, shutdown) = stopper();
         let app_task = tokio::spawn(app.run_until_stopped(shutdown));
+        let admin_token = state
+            .config
+            .access
+            .admin_token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .unwrap_or_default();
         TestApp {
             base,
             client: reqwest::Client::builder()
@@ -157,6 +170,8 @@ impl TestApp {
                 .timeout(WAIT)
                 .build()
                 .expect("client"),
+            operator: operator_client(&admin_token),
+            admin_token,
             sim: sim_handle,
             sim_base,
             sim_cfg,
@@ -173,12 +188,14 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// GET as an anonymous caller.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// GET as the operator (sees everything), expecting JSON.
     pub async fn get_json(&self, path: &str) -> Value {
-        let resp = self.get(path).await;
+        let resp = self.operator.get(self.url(path)).send().await.expect("GET");
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp.json().await.expect("json")
     }
@@ -212,13 +229,17 @@ impl TestApp {
             .expect("POST webhook")
     }
 
-    /// Open the SSE feed.
+    /// Open the SSE feed as the operator.
     pub async fn events(&self, engagement_id: Option<&str>) -> Sse {
         let path = match engagement_id {
             Some(id) => format!("/api/events?engagement_id={id}"),
             None => "/api/events".to_owned(),
         };
-        Sse::open(&self.url(&path)).await
+        let mut req = streaming_client().get(self.url(&path));
+        if !self.admin_token.is_empty() {
+            req = req.bearer_auth(&self.admin_token);
+        }
+        Sse::open_with(req).await
     }
 
     /// Stop the app (and the simulator) and wait for both to finish.
@@ -262,10 +283,45 @@ pub struct SseEvent {
     pub data: Value,
 }
 
+/// For SSE: no overall timeout (the feed stays open), connect bounded.
+pub fn streaming_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(WAIT)
+        .build()
+        .expect("client")
+}
+
+/// A client that sends `Authorization: Bearer <token>` (none when empty).
+pub fn operator_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if !token.is_empty() {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
+    }
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(WAIT)
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 impl Sse {
+    /// Open as an anonymous caller (demo mode).
     pub async fn open(url: &str) -> Sse {
-        let resp = reqwest::Client::new().get(url).send().await.expect("SSE");
-        assert_eq!(resp.status(), 200);
+        Self::open_with(reqwest::Client::new().get(url)).await
+    }
+
+    /// Open with a prepared request (a cookie, a token); expects 200.
+    pub async fn open_with(req: reqwest::RequestBuilder) -> Sse {
+        let resp = req.send().await.expect("SSE");
+        assert_eq!(resp.status(), 200, "SSE refused");
+        Self::from_response(resp)
+    }
+
+    pub fn from_response(resp: reqwest::Response) -> Sse {
         Sse {
             stream: Box::pin(resp.bytes_stream()),
             buf: String::new(),

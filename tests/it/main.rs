@@ -3,10 +3,13 @@
 mod helpers;
 mod redis_server;
 
+mod access;
+mod access_edge;
 mod appssdk;
 mod auth;
 mod auth_crash;
 mod auth_harness;
+mod backlog;
 mod browser;
 mod browser_driver;
 mod cli;
@@ -15,8 +18,11 @@ mod control;
 mod fixtures;
 mod flow;
 mod http;
+mod inbox;
+mod lifecycle;
 mod ownership;
 mod resilience;
+mod sim_buffer;
 mod sim_conformance;
 mod sim_fixtures;
 mod sim_http;

@@ -287,16 +287,26 @@ pub async fn handshake_signaling(
     engagement_id: &str,
     stream_id: &str,
 ) -> (Ws, Value) {
+    handshake_signaling_with(sim, engagement_id, stream_id, json!({})).await
+}
+
+/// The signaling handshake with `extra` fields (e.g. `buffer_data`).
+pub async fn handshake_signaling_with(
+    sim: &TestSim,
+    engagement_id: &str,
+    stream_id: &str,
+    extra: Value,
+) -> (Ws, Value) {
     let mut sig = connect(&sim.rtms_url).await;
-    send(
-        &mut sig,
-        json!({
-            "msg_type": 1, "protocol_version": 1, "sequence": 1,
-            "engagement_id": engagement_id, "rtms_stream_id": stream_id,
-            "signature": sim.signature(engagement_id, stream_id),
-        }),
-    )
-    .await;
+    let mut hs = json!({
+        "msg_type": 1, "protocol_version": 1, "sequence": 1,
+        "engagement_id": engagement_id, "rtms_stream_id": stream_id,
+        "signature": sim.signature(engagement_id, stream_id),
+    });
+    if let (Some(hs), Some(extra)) = (hs.as_object_mut(), extra.as_object()) {
+        hs.extend(extra.clone());
+    }
+    send(&mut sig, hs).await;
     let resp = recv_type(&mut sig, 2).await;
     (sig, resp)
 }
@@ -304,7 +314,21 @@ pub async fn handshake_signaling(
 pub async fn join(sim: &TestSim, media_type: i64, audio: Value) -> Joined {
     let engagement_id = sim.handle.create_engagement().await.expect("engagement");
     let stream_id = sim.handle.start_rtms(&engagement_id).await.expect("stream");
-    let (mut signaling, handshake) = handshake_signaling(sim, &engagement_id, &stream_id).await;
+    join_stream(sim, engagement_id, stream_id, media_type, audio, json!({})).await
+}
+
+/// Join a started stream: signaling (with `extra` handshake fields), one
+/// media socket, CLIENT_READY_ACK.
+pub async fn join_stream(
+    sim: &TestSim,
+    engagement_id: String,
+    stream_id: String,
+    media_type: i64,
+    audio: Value,
+    extra: Value,
+) -> Joined {
+    let (mut signaling, handshake) =
+        handshake_signaling_with(sim, &engagement_id, &stream_id, extra).await;
     assert_eq!(handshake["status_code"], 0, "{handshake}");
     let url = handshake["media_server"]["server_urls"]["audio"]
         .as_str()

@@ -28,7 +28,12 @@ async fn webhook_with_good_signature_is_accepted_and_tracked() {
     })
     .await;
     assert_eq!(active["active"], true);
-    let events = app.get_json("/api/webhooks/events").await;
+    // The status line follows the stored engagement onto the bus.
+    let events = crate::helpers::eventually("the status line", || async {
+        let v = app.get_json("/api/webhooks/events").await;
+        v["events"][0].is_object().then_some(v)
+    })
+    .await;
     let first = &events["events"][0];
     assert_eq!(first["message"], "Engagement started");
     assert_eq!(first["engagement_id"], "E-good");

@@ -36,8 +36,9 @@ function render() {
   document.getElementById("user").textContent = "agent " + (userParam || (user && user.user_id) || "unknown");
 }
 
-// The Zoom client's refusal of an API the app did not list in config(), in
-// the form Zoom's clients use for permission errors.
+// The refusal of an API the app did not list in config(), in the form of
+// the Zoom client's permission errors ("No Permission for this API. [code:…,
+// reason:…]"); the code for this case is the simulator's choice.
 function noPermission() {
   return apiError(80002, "No Permission for this API. [code:80002, reason:no_permission]");
 }
