@@ -34,6 +34,10 @@ use tokio_tungstenite::tungstenite::Message;
 const CLIENT_ID: &str = "bench_client";
 const CLIENT_SECRET: &str = "bench_client_secret_0123456789";
 const SECRET_TOKEN: &str = "bench_secret_token";
+/// The operator token the bench reads the live feed and the stats with.
+const ADMIN_TOKEN: &str = "bench_operator_token_0123456789abcdef";
+/// Placeholder for the frame's timestamp (13 digits, as Unix ms now).
+const TS_SLOT: &str = "1000000000000";
 const FRAME_INTERVAL: Duration = Duration::from_millis(20);
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(2);
 /// What the app publishes a line for.
@@ -104,7 +108,8 @@ fn main() -> anyhow::Result<()> {
 /// What the stand-in Zoom shares between its sockets and the report.
 struct Zoom {
     frames_per_stream: u64,
-    frame: Message,
+    /// An audio frame; its timestamp is set when sent.
+    frame: String,
     media_url: String,
     /// Media sockets handshaken, streams that sent all their frames.
     ready: AtomicUsize,
@@ -132,24 +137,34 @@ impl Zoom {
     }
 }
 
-fn audio_frame() -> Message {
+/// The frame stamped with the time it is sent (Zoom's clock is ours here:
+/// late timestamps would be taken for a replay of buffered audio).
+fn stamped(template: &str) -> Message {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        .to_string();
+    Message::text(template.replacen(TS_SLOT, &now, 1))
+}
+
+fn audio_frame() -> String {
     // 640 bytes of a quiet tone: 20 ms of L16 16 kHz mono.
     let pcm: Vec<u8> = (0..320i32)
         .flat_map(|i| (((i % 40) - 20) as i16 * 300).to_le_bytes())
         .collect();
     let data = base64::engine::general_purpose::STANDARD.encode(pcm);
-    let text = json!({
+    json!({
         "msg_type": 14,
         "content": {
             "user_id": 0,
             "user_name": "Caller",
             "data": data,
-            "timestamp": 1_764_000_000_000u64,
+            "timestamp": TS_SLOT.parse::<u64>().unwrap_or(0),
             "channel_id": "4c8f0a2e-caller"
         }
     })
-    .to_string();
-    Message::text(text)
+    .to_string()
 }
 
 async fn serve<S>(zoom: Arc<Zoom>, io: S) -> anyhow::Result<()>
@@ -252,7 +267,7 @@ async fn media<S: AsyncRead + AsyncWrite + Unpin>(
         if n % REPORT_EVERY == 0 {
             marks.lock().expect("lock").push(Instant::now());
         }
-        ws.send(zoom.frame.clone()).await?;
+        ws.send(stamped(&zoom.frame)).await?;
     }
     zoom.sent
         .fetch_add(zoom.frames_per_stream, Ordering::Relaxed);
@@ -354,6 +369,7 @@ fn spawn_app(args: &Args, n: usize, ca: Option<&std::path::Path>) -> anyhow::Res
         .env("RTMS_MAX_STREAMS", (n * 2).to_string())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if let Some(ca) = ca {
@@ -375,7 +391,12 @@ struct Feed {
 }
 
 async fn follow(base: String, zoom: Arc<Zoom>, feed: Arc<Mutex<Feed>>) -> anyhow::Result<()> {
-    let resp = reqwest::get(format!("{base}/api/events")).await?;
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/events"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?;
     let mut body = resp.bytes_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = body.next().await {
@@ -493,7 +514,14 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = rss_kb(pid);
     let feed = Arc::new(Mutex::new(Feed::default()));
-    tokio::spawn(follow(app.base.clone(), zoom.clone(), feed.clone()));
+    {
+        let (base, zoom, feed) = (app.base.clone(), zoom.clone(), feed.clone());
+        tokio::spawn(async move {
+            if let Err(e) = follow(base, zoom, feed).await {
+                eprintln!("the live feed ended: {e}");
+            }
+        });
+    }
 
     let signaling_url = format!("{scheme}://{addr}/signaling");
     let hooks = futures_util::stream::iter(0..n)
@@ -574,6 +602,7 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     }
     let stats: Value = http
         .get(format!("{}/api/stats", app.base))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await?
         .json()
