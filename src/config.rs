@@ -49,6 +49,30 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Check the configuration and what it points at, then exit.
     Doctor(ServeArgs),
+    /// Ask the app running on this host for `GET /health`; exit 0 when it
+    /// answers ok (the container health check: no shell or curl needed).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct HealthcheckArgs {
+    /// Port the app listens on (as it was started).
+    #[arg(long = "port", env = "BACKEND_PORT")]
+    pub port: Option<String>,
+}
+
+impl HealthcheckArgs {
+    /// The port to ask: `BACKEND_PORT` as the app reads it (0 is refused:
+    /// a running app never listens there).
+    pub fn port(&self) -> Result<u16, ConfigError> {
+        match parse_port(self.port.as_deref())? {
+            0 => Err(ConfigError::Malformed {
+                var: "BACKEND_PORT",
+                reason: "0 picks a free port at start: pass the port the app took".into(),
+            }),
+            p => Ok(p),
+        }
+    }
 }
 
 /// Zoom app credentials, shared by the app and the simulator.
@@ -349,13 +373,7 @@ impl Config {
             }
         }
 
-        let port = match args.port.as_deref().map(str::trim) {
-            None | Some("") => DEFAULT_PORT,
-            Some(p) => p.parse::<u16>().map_err(|e| ConfigError::Malformed {
-                var: "BACKEND_PORT",
-                reason: format!("{p:?} is not a port number ({e})"),
-            })?,
-        };
+        let port = parse_port(args.port.as_deref())?;
         let bind: IpAddr = match args.bind.as_deref().map(str::trim) {
             None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             Some(b) => b.parse().map_err(|e| ConfigError::Malformed {
@@ -545,6 +563,16 @@ impl Config {
     }
 }
 
+fn parse_port(raw: Option<&str>) -> Result<u16, ConfigError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_PORT),
+        Some(p) => p.parse::<u16>().map_err(|e| ConfigError::Malformed {
+            var: "BACKEND_PORT",
+            reason: format!("{p:?} is not a port number ({e})"),
+        }),
+    }
+}
+
 fn opt_url(var: &'static str, raw: &Option<String>) -> Result<Option<Url>, ConfigError> {
     match raw.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
@@ -636,6 +664,22 @@ mod tests {
         args.port = Some("eighty".into());
         let err = Config::from_args(&args).expect_err("bad port");
         assert!(err.to_string().contains("BACKEND_PORT"), "{err}");
+    }
+
+    #[test]
+    fn the_health_check_asks_the_configured_port_and_never_port_zero() {
+        let port = |p: Option<&str>| {
+            HealthcheckArgs {
+                port: p.map(Into::into),
+            }
+            .port()
+        };
+        assert_eq!(port(None), Ok(DEFAULT_PORT));
+        assert_eq!(port(Some("8080")), Ok(8080));
+        for bad in ["0", "eighty"] {
+            let err = port(Some(bad)).expect_err(bad);
+            assert!(err.to_string().contains("BACKEND_PORT"), "{err}");
+        }
     }
 
     #[test]
