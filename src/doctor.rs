@@ -1,5 +1,6 @@
 //! `zcc-rtms doctor`: checks the configuration and what it points at, and
-//! says plainly what is wrong, one line per check. Changes nothing.
+//! says plainly what is wrong, one line per check; and `zcc-rtms
+//! healthcheck`, the container's probe of a running app. Changes nothing.
 
 use std::time::Duration;
 
@@ -149,5 +150,32 @@ async fn reachable(http: &reqwest::Client, what: &'static str, url: &str) -> Che
             format!("{url} answers (HTTP {})", resp.status().as_u16()),
         ),
         Err(e) => Check::new(Verdict::Fail, what, format!("{url}: cannot reach: {e}")),
+    }
+}
+
+/// The container health check: `GET /health` of the app on this host's
+/// `port` answers 200 with `"status":"ok"` within 4 s. The answer or the
+/// reason it is unhealthy, in one line.
+pub async fn probe_health(port: u16) -> Result<String, String> {
+    let url = format!("http://127.0.0.1:{port}{}", crate::http::HEALTH_PATH);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(4))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let resp = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: no answer: {e}"))?;
+    let status = resp.status();
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| format!("{url}: HTTP {status}, unreadable body: {e}"))?;
+    let ok = serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v["status"] == "ok");
+    if status.is_success() && ok {
+        Ok(format!("healthy: {url} answered {body}"))
+    } else {
+        Err(format!("unhealthy: {url} answered HTTP {status}"))
     }
 }

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Simulate(args)) => simulate(args).await,
             Some(Command::Doctor(args)) => doctor(args).await,
+            Some(Command::Healthcheck(args)) => healthcheck(args).await,
         }
     });
     match result {
@@ -47,6 +48,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     telemetry::init(zcc_rtms::config::LogFormat::Pretty);
     zcc_rtms::sim::run_cli(args, shutdown_signal()).await
+}
+
+async fn healthcheck(args: zcc_rtms::config::HealthcheckArgs) -> anyhow::Result<()> {
+    let port = args.port().context("configuration")?;
+    let answer = zcc_rtms::doctor::probe_health(port)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("{answer}");
+    Ok(())
 }
 
 async fn doctor(args: ServeArgs) -> anyhow::Result<()> {

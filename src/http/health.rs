@@ -9,7 +9,7 @@ use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/health", get(health))
+        .route(super::HEALTH_PATH, get(health))
         .route("/ready", get(ready))
         .route("/api/stats", get(stats))
 }

@@ -19,6 +19,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 
+/// Liveness: what the container health check asks.
+pub const HEALTH_PATH: &str = "/health";
+
 /// The whole app. Pure: builds routes and layers, starts nothing.
 pub fn router(state: AppState) -> Router {
     let headers = security::layer(&state.config);

@@ -15,6 +15,7 @@ mod browser_driver;
 mod cli;
 mod context;
 mod control;
+mod deploy;
 mod fixtures;
 mod flow;
 mod http;
