@@ -10,7 +10,7 @@
 use crate::engagements::Engagements;
 use crate::rtms::{RtmsManager, StreamSpec};
 use crate::status::{Level, StatusBus};
-use crate::store::{Store, StoreError};
+use crate::store::{ActiveIndex, Store, StoreError};
 use crate::time::now_ms;
 use crate::webhook::{Envelope, WebhookEvent};
 use crate::zoom::ZoomClient;
@@ -103,13 +103,15 @@ impl Dispatcher {
             .forget_user(account_id, user_id, now_ms())
             .await?;
         let mut gone = 0usize;
-        for e in self.engagements.active().await? {
-            if e.agent_user_id.as_deref() == Some(user_id) {
-                self.rtms.stop_engagement(&e.engagement_id);
-                self.bus.forget_engagement(&e.engagement_id);
-                self.store.delete_engagement(&e.engagement_id).await?;
-                gone += 1;
-            }
+        let theirs = self
+            .store
+            .active_engagements_in(ActiveIndex::Agent(user_id))
+            .await?;
+        for e in theirs {
+            self.rtms.stop_engagement(&e.engagement_id);
+            self.bus.forget_engagement(&e.engagement_id);
+            self.store.delete_engagement(&e).await?;
+            gone += 1;
         }
         tracing::warn!(
             engagements = gone,

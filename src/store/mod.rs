@@ -414,10 +414,13 @@ impl Store {
         self.get_sealed(self.revoked_key(user_id)).await
     }
 
-    /// Delete an engagement's record and index entry. Idempotent.
-    pub async fn delete_engagement(&self, engagement_id: &str) -> Result<(), StoreError> {
-        backend!(self.take(self.key("engagement", engagement_id)))?;
-        backend!(self.set_remove(self.active_set(), engagement_id.to_owned()))
+    /// Delete an engagement's record and its index entries. Idempotent.
+    pub async fn delete_engagement(&self, engagement: &Engagement) -> Result<(), StoreError> {
+        let id = &engagement.engagement_id;
+        for set in self.indexes_of(engagement) {
+            backend!(self.set_remove(set, id.clone()))?;
+        }
+        backend!(self.take(self.key("engagement", id))).map(drop)
     }
 
     /// Write raw bytes where a user's tokens live (for corruption tests).

@@ -90,6 +90,11 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
         store.account_of_user(&leaver.user_id).await.expect("read"),
         None
     );
+    let indexed = store
+        .active_engagements_in(zcc_rtms::store::ActiveIndex::Agent(&leaver.user_id))
+        .await
+        .expect("read");
+    assert!(indexed.is_empty(), "{indexed:?}");
     let st = status(app, Some(&leaver_cookie)).await;
     assert_eq!(
         st["authenticated"], false,
