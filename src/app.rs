@@ -182,6 +182,7 @@ impl App {
             .spawn_worker(dispatcher, cancel.clone(), &tracker);
         tracker.spawn(sweep_store(state.store.clone(), cancel.clone()));
         tracker.spawn(close_stale_engagements(
+            state.bus.clone(),
             state.engagements.clone(),
             state.rtms.clone(),
             state.config.engagement_max_age,
@@ -287,8 +288,10 @@ async fn sweep_store(store: Store, cancel: CancellationToken) {
 }
 
 /// Close engagements never reported ended once they are older than
-/// `max_age` (and stop their streams), checking a few times per `max_age`.
+/// `max_age` (and stop their streams), and forget status history older than
+/// an ended engagement is kept; a few times per `max_age`.
 async fn close_stale_engagements(
+    bus: StatusBus,
     engagements: Engagements,
     rtms: RtmsManager,
     max_age: Duration,
@@ -300,7 +303,10 @@ async fn close_stale_engagements(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
-                match engagements.close_stale(max_age, crate::time::now_ms()).await {
+                let now = crate::time::now_ms();
+                let keep = i64::try_from(crate::store::ENDED_ENGAGEMENT_TTL.as_millis()).unwrap_or(i64::MAX);
+                bus.forget_before(now.saturating_sub(keep));
+                match engagements.close_stale(max_age, now).await {
                     Ok(closed) => {
                         for id in closed {
                             rtms.stop_engagement(&id);
