@@ -42,6 +42,7 @@ pub struct Edge {
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
     sse_total: Arc<Semaphore>,
+    sse_max: usize,
     sse_per_session: Arc<Mutex<HashMap<String, usize>>>,
     sse_max_per_session: usize,
 }
@@ -83,6 +84,7 @@ impl Edge {
             )),
             clock: DefaultClock::default(),
             sse_total: Arc::new(Semaphore::new(config.sse_max_subscribers)),
+            sse_max: config.sse_max_subscribers,
             sse_per_session: Arc::default(),
             sse_max_per_session: config.sse_max_per_session,
         }
@@ -105,6 +107,12 @@ impl Edge {
                 not_until.wait_time_from(self.clock.now()),
             )
         })
+    }
+
+    /// Live feeds open now.
+    pub fn sse_subscribers(&self) -> usize {
+        self.sse_max
+            .saturating_sub(self.sse_total.available_permits())
     }
 
     /// A live-feed slot for `caller` (held for as long as the feed is open),

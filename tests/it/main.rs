@@ -21,6 +21,7 @@ mod flow;
 mod http;
 mod inbox;
 mod lifecycle;
+mod metrics;
 mod ownership;
 mod resilience;
 mod sim_buffer;
