@@ -61,31 +61,31 @@ fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
         })
 }
 
-async fn scrape(app: &TestApp) -> Scrape {
-    let resp = app
-        .operator
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics");
+async fn get(client: &reqwest::Client, url: String) -> reqwest::Response {
+    client.get(url).send().await.expect("GET /metrics")
+}
+
+/// The operator's scrape, parsed, and its text.
+async fn scrape_text(app: &TestApp) -> (Scrape, String) {
+    let resp = get(&app.operator, app.url("/metrics")).await;
     assert_eq!(resp.status(), 200);
     let ct = resp.headers()["content-type"]
         .to_str()
         .expect("ascii")
         .to_owned();
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    parse(&resp.text().await.expect("body"))
+    let text = resp.text().await.expect("body");
+    (parse(&text), text)
+}
+
+async fn scrape(app: &TestApp) -> Scrape {
+    scrape_text(app).await.0
 }
 
 #[tokio::test]
 async fn metrics_are_for_the_operator_parse_as_prometheus_text_and_move_during_a_call() {
     let app = TestApp::spawn().await;
-    let anonymous = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET");
+    let anonymous = get(&app.client, app.url("/metrics")).await;
     assert_eq!(anonymous.status(), 401);
 
     let before = scrape(&app).await;
@@ -165,15 +165,7 @@ async fn metrics_are_for_the_operator_parse_as_prometheus_text_and_move_during_a
     assert_eq!(stores.labels.get("backend"), Some("embedded"));
 
     // Labels come from closed sets: no id of the call appears anywhere.
-    let text = app
-        .operator
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
+    let (_, text) = scrape_text(&app).await;
     assert!(!text.contains(&id), "an engagement id in the metrics");
     let labels: BTreeMap<&str, usize> = during
         .samples
@@ -212,12 +204,7 @@ async fn metrics_are_for_the_operator_parse_as_prometheus_text_and_move_during_a
 #[tokio::test]
 async fn metrics_are_open_in_demo_mode() {
     let app = TestApp::spawn_demo().await;
-    let resp = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET");
+    let resp = get(&app.client, app.url("/metrics")).await;
     assert_eq!(resp.status(), 200);
     let scrape = parse(&resp.text().await.expect("body"));
     assert!(
