@@ -94,8 +94,9 @@ pub const ROUTES: &[Route] = &[
         "GET",
         "/api/auth/callback",
         Anyone,
-        "anyone; signs in only the browser that started the install",
-    ),
+        "anyone; signs in only the browser that started the install; rate-limited per client",
+    )
+    .rate_limited(),
     route(
         "GET",
         "/api/auth/status",

@@ -85,7 +85,8 @@ async fn control(
         Control::NotFound => {
             tracing::info!(%engagement_id, "RTMS control refused: not the caller's engagement");
             return Err(AppError::NotFound(format!(
-                "no engagement {engagement_id} is assigned to you"
+                "no engagement {engagement_id} is assigned to you (if it has just started, \
+                 Zoom's notice of it may still be on its way: try again in a moment)"
             )));
         }
     }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ const DRAIN: Duration = Duration::from_secs(10);
 pub struct Edge {
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
+    /// Rate-limited requests seen, to tidy the limiter now and then.
+    checks: Arc<AtomicU64>,
     sse_total: Arc<Semaphore>,
     sse_max: usize,
     sse_per_session: Arc<Mutex<HashMap<String, usize>>>,
@@ -83,6 +86,7 @@ impl Edge {
                 Quota::per_minute(per_minute).allow_burst(burst),
             )),
             clock: DefaultClock::default(),
+            checks: Arc::default(),
             sse_total: Arc::new(Semaphore::new(config.sse_max_subscribers)),
             sse_max: config.sse_max_subscribers,
             sse_per_session: Arc::default(),
@@ -93,9 +97,9 @@ impl Edge {
     /// One request from `client` on a rate-limited route: Ok, or a 429.
     pub fn check_rate(&self, client: IpAddr) -> Result<(), Refused> {
         let outcome = self.limiter.check_key(&client);
-        // Keep the per-client state bounded: forget clients that are back
-        // to a full allowance.
-        if self.limiter.len() > 10_000 {
+        // Keep the per-client state bounded: now and then, forget clients
+        // that are back to a full allowance.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }

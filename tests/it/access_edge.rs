@@ -366,7 +366,11 @@ async fn closed_after(stream: &mut tokio::net::TcpStream) -> Duration {
 
 #[tokio::test]
 async fn silent_and_dripping_connections_are_closed_within_the_header_timeout() {
-    let app = spawn_edge(|a| a.http_header_timeout_ms = Some("400".into())).await;
+    let app = spawn_edge(|a| {
+        a.http_header_timeout_ms = Some("400".into());
+        a.http_body_timeout_ms = Some("400".into());
+    })
+    .await;
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut silent = tokio::net::TcpStream::connect(&addr)
         .await
@@ -417,6 +421,33 @@ async fn silent_and_dripping_connections_are_closed_within_the_header_timeout() 
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let took = closed_after(&mut idle).await;
     assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // A body announced but never sent is given up within the body timeout.
+    let mut stalled = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            b"POST /api/webhooks/zoom HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"a\"",
+        )
+        .await
+        .expect("write");
+    let start = Instant::now();
+    let n = tokio::time::timeout(WAIT, stalled.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    println!(
+        "stalled body answered after {:?}: {}",
+        start.elapsed(),
+        answer.lines().next().unwrap_or("")
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 408") || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(3));
     app.shutdown().await;
 }
 
