@@ -27,14 +27,13 @@ struct Envelope {
 
 /// Start publishing and subscribing; both tasks end with `cancel`.
 pub fn spawn(
-    redis_url: &str,
+    client: redis::Client,
     channel: String,
     bus: StatusBus,
     lagged: prometheus_client::metrics::counter::Counter,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url)?;
     let origin = crate::config::random_hex(8);
     tracker.spawn(publish(
         client.clone(),

@@ -58,7 +58,7 @@ pub enum WebhookOutcome {
     Validated,
     /// Signature or timestamp wrong (401).
     Rejected,
-    /// Verified but not a webhook we can read (400).
+    /// Not a webhook we can read (400), or too large (413).
     Malformed,
     /// Could not be stored, or shutting down (503: Zoom retries).
     Unavailable,

@@ -6,8 +6,10 @@
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -33,10 +35,23 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Json<Value>> {
     let started = Instant::now();
-    let (answer, event, outcome) = answer(&state, &headers, &body).await;
+    let (answer, event, outcome) = match body {
+        Ok(body) => answer(&state, &headers, &body).await,
+        Err(e) => {
+            let refused = match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(format!(
+                    "webhook body is larger than {} bytes",
+                    webhook::MAX_BODY
+                )),
+                _ => AppError::BadRequest(format!("webhook body could not be read: {e}")),
+            };
+            let unknown = webhook_event_label(None);
+            (Err(refused), unknown, WebhookOutcome::Malformed)
+        }
+    };
     state.metrics.webhook(event, outcome, started.elapsed());
     answer
 }
