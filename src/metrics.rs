@@ -88,6 +88,7 @@ pub fn webhook_event_label(event: Option<&WebhookEvent>) -> &'static str {
         Some(WebhookEvent::RtmsStarted { .. }) => "voice_rtms_started",
         Some(WebhookEvent::RtmsStopped { .. }) => "voice_rtms_stopped",
         Some(WebhookEvent::RtmsInterrupted { .. }) => "voice_rtms_interrupted",
+        Some(WebhookEvent::AppDeauthorized { .. }) => "app_deauthorized",
         Some(WebhookEvent::Other { .. }) => "other",
     }
 }
