@@ -447,6 +447,10 @@ async fn silent_and_dripping_connections_are_closed_within_the_header_timeout() 
         answer.starts_with("HTTP/1.1 408") || answer.starts_with("HTTP/1.1 400"),
         "{answer}"
     );
+    assert!(
+        answer.contains("application/json"),
+        "a JSON reason: {answer}"
+    );
     assert!(start.elapsed() < Duration::from_secs(3));
 
     // A live feed is a response in progress, not an idle connection: it
