@@ -1,172 +1,640 @@
-//! Streams benchmark: how many concurrent RTMS streams one app instance
-//! consumes, at what CPU and memory.
+//! RTMS engine benchmark: what one app instance costs per audio frame.
 //!
-//! The simulator runs in a child process (this same binary with `--sim`), so
-//! the numbers below are the app's own. The app runs in-process in Zoom mode
-//! against it; N engagements get an RTMS stream each (two channels, 50
-//! frames/s per channel, as a ZCC call), and after a warm-up the app's frame
-//! rate, CPU time and resident memory are measured.
+//! The app runs as its own process (the release binary), so its CPU time is
+//! read alone from `/proc`; this process plays Zoom: it starts N streams
+//! with signed `voice_rtms_started` webhooks and serves their RTMS sockets
+//! (ws or wss), one L16 16 kHz mono channel per stream at 50 frames/s in
+//! ~965-byte JSON text frames, keep-alives on signaling every 2 s, then ends
+//! each stream with TERMINATED after a fixed number of frames. A page's view
+//! (`/api/events`) is followed to time the "Received N audio chunks" lines.
 //!
-//!     cargo run --release --example bench -- 500 1000 2000
+//!     cargo build --release && cargo run --release --example bench -- [--tls] [--seconds 10] [--app PATH] [--perf FILE] 500 1000 2000
 //!
-//! Prints one line per stream count. Nothing is asserted: it is a measurement.
+//! Prints one table row per stream count. Nothing is asserted: it measures.
 
-use std::io::BufRead as _;
-use std::process::{Command, Stdio};
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use zcc_rtms::config::{CredentialArgs, ServeArgs};
-use zcc_rtms::sim::{SimConfig, Simulator};
-use zcc_rtms::{App, Config};
+use base64::Engine as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio_tungstenite::tungstenite::Message;
 
 const CLIENT_ID: &str = "bench_client";
 const CLIENT_SECRET: &str = "bench_client_secret_0123456789";
 const SECRET_TOKEN: &str = "bench_secret_token";
+/// The operator token the bench reads the live feed and the stats with.
+const ADMIN_TOKEN: &str = "bench_operator_token_0123456789abcdef";
+/// Placeholder for the frame's timestamp (13 digits, as Unix ms now).
+const TS_SLOT: &str = "1000000000000";
+const FRAME_INTERVAL: Duration = Duration::from_millis(20);
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(2);
+/// What the app publishes a line for.
+const REPORT_EVERY: u64 = 50;
+
+struct Args {
+    app: PathBuf,
+    tls: bool,
+    seconds: u64,
+    /// Record a CPU profile of the app (`perf record -g`) into this file.
+    perf: Option<PathBuf>,
+    counts: Vec<usize>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let exe = std::env::current_exe()?;
+    // target/release/examples/bench → target/release/zcc-rtms
+    let default_app = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("zcc-rtms"))
+        .unwrap_or_default();
+    let mut args = Args {
+        app: default_app,
+        tls: false,
+        seconds: 10,
+        perf: None,
+        counts: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--tls" => args.tls = true,
+            "--app" => args.app = it.next().unwrap_or_default().into(),
+            "--seconds" => args.seconds = it.next().unwrap_or_default().parse()?,
+            "--perf" => args.perf = it.next().map(PathBuf::from),
+            n => args.counts.push(n.parse()?),
+        }
+    }
+    if args.counts.is_empty() {
+        args.counts = vec![500, 1000, 2000];
+    }
+    Ok(args)
+}
 
 fn main() -> anyhow::Result<()> {
     zcc_rtms::tls::install_crypto_provider();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = parse_args()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    if args.first().map(String::as_str) == Some("--sim") {
-        return rt.block_on(run_sim(args.get(1).cloned().unwrap_or_default()));
-    }
-    let counts: Vec<usize> = if args.is_empty() {
-        vec![250, 500, 1000]
-    } else {
-        args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
-    };
+    println!(
+        "| transport | streams | frames sent | frames counted | app CPU/frame (user+sys) | user | sys | RSS/stream | status p50 | status p99 | statuses lost | keep-alive p50 | keep-alive p99 | load avg |"
+    );
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     rt.block_on(async {
-        for n in counts {
-            run_once(n).await?;
+        for &n in &args.counts {
+            let row = run_once(&args, n).await?;
+            println!("{row}");
+            std::io::stdout().flush()?;
         }
         anyhow::Ok(())
     })
 }
 
-async fn run_sim(app_url: String) -> anyhow::Result<()> {
-    let mut cfg = SimConfig::generated();
-    cfg.client_id = CLIENT_ID.into();
-    cfg.client_secret = CLIENT_SECRET.into();
-    cfg.secret_token = SECRET_TOKEN.into();
-    cfg.keepalive = Duration::from_secs(10);
-    cfg.app_url = Some(url::Url::parse(&app_url)?);
-    let sim = Simulator::build(cfg).await?;
-    println!("{}", sim.ready_line());
-    sim.run_until_stopped(async {
-        let _ = tokio::signal::ctrl_c().await;
+/// What the stand-in Zoom shares between its sockets and the report.
+struct Zoom {
+    frames_per_stream: u64,
+    /// An audio frame; its timestamp is set when sent.
+    frame: String,
+    media_url: String,
+    /// Media sockets handshaken, streams that sent all their frames.
+    ready: AtomicUsize,
+    done: AtomicUsize,
+    sent: AtomicU64,
+    /// When streaming starts (set once every stream is ready).
+    start: watch::Receiver<Option<tokio::time::Instant>>,
+    /// Per engagement: when its every 50th frame was sent.
+    marks: Mutex<HashMap<String, Marks>>,
+    /// Per engagement: wakes its signaling socket once the frames are sent.
+    finished: Mutex<HashMap<String, Arc<Notify>>>,
+    keep_alive_rtt: Mutex<Vec<Duration>>,
+}
+
+type Marks = Arc<Mutex<Vec<Instant>>>;
+
+impl Zoom {
+    fn finished(&self, engagement: &str) -> Arc<Notify> {
+        self.finished
+            .lock()
+            .expect("lock")
+            .entry(engagement.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+/// The frame stamped with the time it is sent (Zoom's clock is ours here:
+/// late timestamps would be taken for a replay of buffered audio).
+fn stamped(template: &str) -> Message {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        .to_string();
+    Message::text(template.replacen(TS_SLOT, &now, 1))
+}
+
+fn audio_frame() -> String {
+    // 640 bytes of a quiet tone: 20 ms of L16 16 kHz mono.
+    let pcm: Vec<u8> = (0..320i32)
+        .flat_map(|i| (((i % 40) - 20) as i16 * 300).to_le_bytes())
+        .collect();
+    let data = base64::engine::general_purpose::STANDARD.encode(pcm);
+    json!({
+        "msg_type": 14,
+        "content": {
+            "user_id": 0,
+            "user_name": "Caller",
+            "data": data,
+            "timestamp": TS_SLOT.parse::<u64>().unwrap_or(0),
+            "channel_id": "4c8f0a2e-caller"
+        }
     })
-    .await
+    .to_string()
 }
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+async fn serve<S>(zoom: Arc<Zoom>, io: S) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut ws = tokio_tungstenite::accept_async(io).await?;
+    let Some(Ok(first)) = ws.next().await else {
+        return Ok(());
+    };
+    let hello: Value = serde_json::from_slice(&first.into_data())?;
+    let engagement = hello["engagement_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    match hello["msg_type"].as_u64() {
+        Some(1) => signaling(zoom, ws, engagement).await,
+        Some(3) => media(zoom, ws, engagement).await,
+        _ => Ok(()),
+    }
+}
+
+type Ws<S> = tokio_tungstenite::WebSocketStream<S>;
+
+async fn signaling<S: AsyncRead + AsyncWrite + Unpin>(
+    zoom: Arc<Zoom>,
+    mut ws: Ws<S>,
+    engagement: String,
+) -> anyhow::Result<()> {
+    ws.send(Message::text(
+        json!({"msg_type": 2, "protocol_version": 1, "status_code": 0,
+               "media_server": {"server_urls": {"audio": zoom.media_url}}})
+        .to_string(),
+    ))
+    .await?;
+    let finished = zoom.finished(&engagement);
+    let offset = Duration::from_millis(rand::random::<u64>() % 2000);
+    let mut ka = tokio::time::interval_at(tokio::time::Instant::now() + offset, KEEP_ALIVE_EVERY);
+    let mut pending: HashMap<i64, Instant> = HashMap::new();
+    let mut seq = 0i64;
+    loop {
+        tokio::select! {
+            _ = finished.notified() => break,
+            _ = ka.tick() => {
+                seq += 1;
+                pending.insert(seq, Instant::now());
+                ws.send(Message::text(json!({"msg_type": 12, "timestamp": seq, "sequence": seq}).to_string())).await?;
+            }
+            m = ws.next() => match m {
+                Some(Ok(m)) if m.is_text() => {
+                    let v: Value = serde_json::from_slice(&m.into_data())?;
+                    if v["msg_type"] == 13
+                        && let Some(sent) = v["sequence"].as_i64().and_then(|s| pending.remove(&s))
+                    {
+                        zoom.keep_alive_rtt.lock().expect("lock").push(sent.elapsed());
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return Ok(()),
+            }
+        }
+    }
+    // The stream is over: say so, then wait for the app to close.
+    ws.send(Message::text(
+        json!({"msg_type": 8, "state": 4, "reason": 21, "timestamp": 0}).to_string(),
+    ))
+    .await?;
+    while let Some(Ok(_)) = ws.next().await {}
+    Ok(())
+}
+
+async fn media<S: AsyncRead + AsyncWrite + Unpin>(
+    zoom: Arc<Zoom>,
+    mut ws: Ws<S>,
+    engagement: String,
+) -> anyhow::Result<()> {
+    ws.send(Message::text(
+        json!({"msg_type": 4, "protocol_version": 1, "status_code": 0, "payload_encrypted": false})
+            .to_string(),
+    ))
+    .await?;
+    zoom.ready.fetch_add(1, Ordering::Relaxed);
+    let mut start = zoom.start.clone();
+    let at = loop {
+        if let Some(at) = *start.borrow_and_update() {
+            break at;
+        }
+        start.changed().await?;
+    };
+    // Streams are spread over the 20 ms interval, as calls are.
+    let phase = Duration::from_micros(rand::random::<u64>() % 20_000);
+    let mut tick = tokio::time::interval_at(at + phase, FRAME_INTERVAL);
+    let marks = Marks::default();
+    zoom.marks
+        .lock()
+        .expect("lock")
+        .insert(engagement.clone(), marks.clone());
+    for n in 1..=zoom.frames_per_stream {
+        tick.tick().await;
+        if n % REPORT_EVERY == 0 {
+            marks.lock().expect("lock").push(Instant::now());
+        }
+        ws.send(stamped(&zoom.frame)).await?;
+    }
+    zoom.sent
+        .fetch_add(zoom.frames_per_stream, Ordering::Relaxed);
+    zoom.done.fetch_add(1, Ordering::Relaxed);
+    zoom.finished(&engagement).notify_one();
+    // Read until the app closes (its close is answered by the library).
+    while let Some(Ok(_)) = ws.next().await {}
+    Ok(())
+}
+
+/// (user, system) CPU seconds of a process.
+fn cpu_of(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    let tick = 100.0;
+    (
+        f.get(11).copied().unwrap_or(0.0) / tick,
+        f.get(12).copied().unwrap_or(0.0) / tick,
+    )
 }
 
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+fn rss_kb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0.0)
 }
 
-async fn run_once(streams: usize) -> anyhow::Result<()> {
-    // Bind the app first so the simulator knows where to send webhooks.
-    let data_dir = tempfile::tempdir()?;
-    let args = ServeArgs {
-        credentials: CredentialArgs {
-            client_id: Some(CLIENT_ID.into()),
-            client_secret: Some(CLIENT_SECRET.into()),
-            secret_token: Some(SECRET_TOKEN.into()),
-        },
-        port: Some("0".into()),
-        bind: Some("127.0.0.1".into()),
-        session_secret: Some("s".repeat(32)),
-        token_encryption_key: Some("ab".repeat(32)),
-        data_dir: Some(data_dir.path().to_owned()),
-        max_streams: Some((streams * 2).to_string()),
-        ..ServeArgs::default()
-    };
-    let config = Config::from_args(&args)?;
-    let app = App::build(config).await?;
-    let app_url = format!("http://127.0.0.1:{}", app.local_addr().port());
-    let state = app.state().clone();
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_owned()
+}
 
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["--sim", &app_url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let ready = {
-        let stdout = child.stdout.take().expect("piped");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        serde_json::from_str::<serde_json::Value>(&line)?
-    };
-    let sim_base = ready["base_url"].as_str().unwrap_or_default().to_owned();
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = stop_rx.await;
-    }));
-
-    let http = reqwest::Client::new();
-    let ramp = Instant::now();
-    for _ in 0..streams {
-        let e: serde_json::Value = http
-            .post(format!("{sim_base}/sim/engagements"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id = e["engagement_id"].as_str().unwrap_or_default().to_owned();
-        http.post(format!("{sim_base}/sim/engagements/{id}/rtms/start"))
-            .send()
-            .await?
-            .error_for_status()?;
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
     }
-    // Wait for every stream to run.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while state.rtms.active_streams() < streams && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ramp_s = ramp.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
 
-    let counters = state.rtms.counters();
-    let frames0 = counters.frames.load(std::sync::atomic::Ordering::Relaxed);
-    let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let frames = counters.frames.load(std::sync::atomic::Ordering::Relaxed) - frames0;
-    let cpu = cpu_seconds() - cpu0;
-    let expected = streams as f64 * 100.0;
-    println!(
-        "streams={streams} running={} ramp={ramp_s:.1}s frames/s={:.0} (expected {:.0}, {:.1}%) app_cpu={:.1}% of one core ({:.1} µs/frame) rss={:.0} MB failed={}",
-        state.rtms.active_streams(),
-        frames as f64 / secs,
-        expected,
-        100.0 * frames as f64 / secs / expected,
-        100.0 * cpu / secs,
-        1e6 * cpu / frames.max(1) as f64,
-        rss_mb(),
-        counters
-            .sessions_failed
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
-    let _ = child.kill();
-    let _ = child.wait();
+fn sign(body: &[u8]) -> (String, String) {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET_TOKEN.as_bytes()).expect("hmac key");
+    mac.update(format!("v0:{ts}:").as_bytes());
+    mac.update(body);
+    (
+        ts,
+        format!("v0={}", hex::encode(mac.finalize().into_bytes())),
+    )
+}
+
+struct App {
+    child: Child,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_app(args: &Args, n: usize, ca: Option<&std::path::Path>) -> anyhow::Result<App> {
+    let data = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut cmd = Command::new(&args.app);
+    cmd.env_clear()
+        .env("ZOOM_APP_CLIENT_ID", CLIENT_ID)
+        .env("ZOOM_APP_CLIENT_SECRET", CLIENT_SECRET)
+        .env("ZOOM_SECRET_TOKEN", SECRET_TOKEN)
+        .env("BACKEND_PORT", port.to_string())
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("SESSION_SECRET", "s".repeat(32))
+        .env("TOKEN_ENCRYPTION_KEY", "ab".repeat(32))
+        .env("DATA_DIR", data.path())
+        .env("RTMS_MAX_STREAMS", (n * 2).to_string())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(ca) = ca {
+        cmd.env("ZOOM_CA_CERT", ca);
+    }
+    Ok(App {
+        child: cmd.spawn()?,
+        base: format!("http://127.0.0.1:{port}"),
+        _data: data,
+    })
+}
+
+/// Statuses seen on the page's feed: latencies and counts per engagement.
+#[derive(Default)]
+struct Feed {
+    latencies: Vec<Duration>,
+    received: HashMap<String, u64>,
+    stopped: usize,
+}
+
+async fn follow(base: String, zoom: Arc<Zoom>, feed: Arc<Mutex<Feed>>) -> anyhow::Result<()> {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/events"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut body = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk?);
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buf.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            if !text.contains("event: status") {
+                continue;
+            }
+            let now = Instant::now();
+            let Some(data) = text.lines().find_map(|l| l.strip_prefix("data:")) else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(data.trim())?;
+            let msg = v["message"].as_str().unwrap_or_default();
+            let eng = v["engagement_id"].as_str().unwrap_or_default();
+            let mut f = feed.lock().expect("lock");
+            if msg == "RTMS stopped" {
+                f.stopped += 1;
+            } else if let Some(n) = msg
+                .strip_prefix("Received ")
+                .and_then(|r| r.strip_suffix(" audio chunks"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                *f.received.entry(eng.to_owned()).or_default() += 1;
+                let marks = zoom.marks.lock().expect("lock").get(eng).cloned();
+                let sent = marks.and_then(|m| {
+                    let i = (n / REPORT_EVERY).checked_sub(1)? as usize;
+                    m.lock().expect("lock").get(i).copied()
+                });
+                if let Some(sent) = sent {
+                    f.latencies.push(now.saturating_duration_since(sent));
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+async fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let certs = if args.tls {
+        Some(zcc_rtms::sim::make_certs(addr.ip())?)
+    } else {
+        None
+    };
+    let scheme = if args.tls { "wss" } else { "ws" };
+    let (start_tx, start_rx) = watch::channel(None);
+    let frames_per_stream = args.seconds * 50;
+    let zoom = Arc::new(Zoom {
+        frames_per_stream,
+        frame: audio_frame(),
+        media_url: format!("{scheme}://{addr}/media"),
+        ready: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        sent: AtomicU64::new(0),
+        start: start_rx,
+        marks: Mutex::new(HashMap::new()),
+        finished: Mutex::new(HashMap::new()),
+        keep_alive_rtt: Mutex::new(Vec::new()),
+    });
+    let acceptor = certs
+        .as_ref()
+        .map(|c| tokio_rustls::TlsAcceptor::from(c.server.clone()));
+    let server = {
+        let zoom = zoom.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let _ = tcp.set_nodelay(true);
+                let (zoom, acceptor) = (zoom.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let _ = match acceptor {
+                        Some(a) => match a.accept(tcp).await {
+                            Ok(tls) => serve(zoom, tls).await,
+                            Err(_) => Ok(()),
+                        },
+                        None => serve(zoom, tcp).await,
+                    };
+                });
+            }
+        })
+    };
+
+    let app = spawn_app(args, n, certs.as_ref().map(|c| c.ca_path.as_path()))?;
+    let pid = app.child.id();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the app did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_kb(pid);
+    let feed = Arc::new(Mutex::new(Feed::default()));
+    {
+        let (base, zoom, feed) = (app.base.clone(), zoom.clone(), feed.clone());
+        tokio::spawn(async move {
+            if let Err(e) = follow(base, zoom, feed).await {
+                eprintln!("the live feed ended: {e}");
+            }
+        });
+    }
+
+    let signaling_url = format!("{scheme}://{addr}/signaling");
+    let hooks = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (http, base, url) = (http.clone(), app.base.clone(), signaling_url.clone());
+            async move {
+                let body = serde_json::to_vec(&json!({
+                    "event": "contact_center.voice_rtms_started",
+                    "event_ts": 1_764_000_000_000u64 + i as u64,
+                    "payload": {
+                        "engagement_id": format!("bench-engagement-{i:05}"),
+                        "rtms_stream_id": format!("bench-stream-{i:05}"),
+                        "server_urls": url,
+                    }
+                }))?;
+                let (ts, sig) = sign(&body);
+                http.post(format!("{base}/api/webhooks/zoom"))
+                    .header("x-zm-request-timestamp", ts)
+                    .header("x-zm-signature", sig)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    for h in hooks {
+        h?;
+    }
+    wait_until("every stream connected", Duration::from_secs(180), || {
+        zoom.ready.load(Ordering::Relaxed) >= n
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (u0, s0) = cpu_of(pid);
+    let _ = start_tx.send(Some(
+        tokio::time::Instant::now() + Duration::from_millis(100),
+    ));
+    let profile = match &args.perf {
+        Some(out) => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let out = out.with_extension(format!("{n}.data"));
+            let secs = args.seconds.saturating_sub(3).max(1).to_string();
+            let pid = pid.to_string();
+            Some(
+                Command::new("perf")
+                    .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
+                    .arg(&out)
+                    .args(["-p", &pid, "--", "sleep", &secs])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?,
+            )
+        }
+        None => None,
+    };
+    tokio::time::sleep(Duration::from_secs(args.seconds) / 2).await;
+    let rss_busy = rss_kb(pid);
+    let load = load_avg();
+    wait_until(
+        "every stream sent",
+        Duration::from_secs(args.seconds * 3 + 30),
+        || zoom.done.load(Ordering::Relaxed) >= n,
+    )
+    .await?;
+    wait_until("every session ended", Duration::from_secs(30), || {
+        feed.lock().expect("lock").stopped >= n
+    })
+    .await?;
+    let (u1, s1) = cpu_of(pid);
+    if let Some(mut p) = profile {
+        let _ = p.wait();
+    }
+    let stats: Value = http
+        .get(format!("{}/api/stats", app.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    drop(app);
+    server.abort();
+
+    let sent = zoom.sent.load(Ordering::Relaxed);
+    let counted = stats["frames"].as_u64().unwrap_or(0);
+    let per_frame = |secs: f64| secs * 1e6 / sent.max(1) as f64;
+    let (user, sys) = (per_frame(u1 - u0), per_frame(s1 - s0));
+    let mut f = std::mem::take(&mut *feed.lock().expect("lock"));
+    let expected = frames_per_stream / REPORT_EVERY;
+    let lost: u64 = (0..n)
+        .map(|i| {
+            let got = f
+                .received
+                .get(&format!("bench-engagement-{i:05}"))
+                .copied()
+                .unwrap_or(0);
+            expected.saturating_sub(got)
+        })
+        .sum();
+    let mut ka = std::mem::take(&mut *zoom.keep_alive_rtt.lock().expect("lock"));
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    Ok(format!(
+        "| {scheme} | {n} | {sent} | {counted} | {:.2} µs | {user:.2} µs | {sys:.2} µs | {:.1} KB | {} | {} | {lost} | {} | {} | {load} |",
+        user + sys,
+        (rss_busy - rss_idle) / n as f64,
+        ms(percentile(&mut f.latencies, 0.5)),
+        ms(percentile(&mut f.latencies, 0.99)),
+        ms(percentile(&mut ka, 0.5)),
+        ms(percentile(&mut ka, 0.99)),
+    ))
 }

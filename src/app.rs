@@ -70,7 +70,10 @@ impl App {
         let tls = crate::tls::client_config(config.zoom.ca_cert.as_deref())?;
         let http = crate::tls::http_client(&tls)?;
         let backend = match &config.redis_url {
-            Some(url) => Backend::Redis { url: url.clone() },
+            Some(url) => Backend::Redis {
+                url: url.clone(),
+                ca_cert: config.redis_ca_cert.clone(),
+            },
             None => Backend::Embedded {
                 dir: config.data_dir.clone(),
             },
@@ -171,6 +174,8 @@ impl App {
             bus: state.bus.clone(),
             engagements: state.engagements.clone(),
             rtms: state.rtms.clone(),
+            store: state.store.clone(),
+            zoom: state.zoom.clone(),
         };
         state
             .inbox
@@ -184,7 +189,7 @@ impl App {
         ));
         if let Some(url) = &state.config.redis_url {
             crate::fanout::spawn(
-                url.expose(),
+                crate::store::redis_client(url.expose(), state.config.redis_ca_cert.as_deref())?,
                 format!("{}bus", state.config.store_prefix),
                 state.bus.clone(),
                 cancel.clone(),

@@ -27,13 +27,12 @@ struct Envelope {
 
 /// Start publishing and subscribing; both tasks end with `cancel`.
 pub fn spawn(
-    redis_url: &str,
+    client: redis::Client,
     channel: String,
     bus: StatusBus,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url)?;
     let origin = crate::config::random_hex(8);
     tracker.spawn(publish(
         client.clone(),

@@ -208,6 +208,22 @@ impl StatusBus {
         self.record(BusEvent::Transcript(line), true);
     }
 
+    /// Drop everything kept about an engagement (its data was deleted):
+    /// its lines, view, streams and transcripts.
+    pub fn forget_engagement(&self, engagement_id: &str) {
+        let mut state = self.state();
+        let mine = |id: &Option<String>| id.as_deref() == Some(engagement_id);
+        state.recent.retain(|l| !mine(&l.engagement_id));
+        state.by_engagement.remove(engagement_id);
+        state.engagements.remove(engagement_id);
+        state
+            .streams
+            .retain(|_, v| v.engagement_id != engagement_id);
+        state
+            .transcripts
+            .retain(|t| t.engagement_id != engagement_id);
+    }
+
     /// An event from another instance (Redis fan-out): shown here, not sent
     /// back out.
     pub fn apply_remote(&self, event: BusEvent) {

@@ -4,8 +4,10 @@
 //! retry is processed.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -30,8 +32,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Json<Value>> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(format!(
+            "webhook body is larger than {} bytes",
+            webhook::MAX_BODY
+        )),
+        _ => AppError::BadRequest(format!("webhook body could not be read: {e}")),
+    })?;
     let secret = state.config.zoom.secret_token.expose();
     webhook::verify(
         secret,

@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 
 use super::lease::Leases;
 use super::session::Session;
-use super::transport::Tungstenite;
+use super::transport::TokioWebsockets;
 use super::{Control, EngineCounters, Outcome, SessionDeps, StreamSpec};
 use crate::status::Level;
 
@@ -129,7 +129,7 @@ impl RtmsManager {
         let span = tracing::info_span!("rtms", engagement_id = %spec.engagement_id, rtms_stream_id = %spec.rtms_stream_id);
         let stream_id = spec.rtms_stream_id.clone();
         let lease_spec = spec.clone();
-        let connector = Tungstenite::new(self.inner.deps.tls.clone());
+        let connector = TokioWebsockets::new(self.inner.deps.tls.clone());
         let session = Session::new(
             spec,
             self.inner.deps.clone(),
@@ -195,6 +195,7 @@ impl RtmsManager {
         match self.streams().get(rtms_stream_id) {
             Some(entry) => {
                 entry.cancel.cancel();
+                let _ = entry.control.try_send(Control::Stop);
                 true
             }
             None => false,
@@ -206,6 +207,7 @@ impl RtmsManager {
         for entry in self.streams().values() {
             if entry.engagement_id == engagement_id {
                 entry.cancel.cancel();
+                let _ = entry.control.try_send(Control::Stop);
             }
         }
     }

@@ -15,8 +15,9 @@ use crate::time::{now_ms, rfc3339_ms};
 /// Every how many audio frames a "Received N audio chunks" line is published.
 pub const CHUNK_REPORT_EVERY: u64 = 50;
 
-/// PCM bytes the scratch buffer holds without growing (48 kHz stereo, 20 ms).
-const PCM_SCRATCH: usize = 4096;
+/// PCM bytes the scratch buffer starts with (16 kHz mono, 20 ms; it grows
+/// for larger frames).
+const PCM_SCRATCH: usize = 1024;
 
 /// Who speaks on a channel, as the page names them.
 pub const CALLER: &str = "caller";

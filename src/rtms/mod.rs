@@ -77,6 +77,9 @@ pub enum Control {
     Restart { server_urls: String },
     /// Zoom says our signaling dropped (`voice_rtms_interrupted`).
     Interrupted,
+    /// Stop now (the session's token is cancelled too; this message makes
+    /// the stop immediate while streaming).
+    Stop,
 }
 
 /// How a whole session ended.

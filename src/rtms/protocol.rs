@@ -358,8 +358,26 @@ pub fn encode<T: Serialize>(message: &T) -> String {
 /// A string that borrows from the input when it can (serde's own `Cow`
 /// support never borrows inside an `Option`). Integers are accepted too, as
 /// `channel_id` is a string in ZCC but `user_id` an integer in meetings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelId<'a>(pub Cow<'a, str>);
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelId<'a> {
+    Text(Cow<'a, str>),
+    /// Kept as a number until asked for as text, so an id that is not
+    /// used (`user_id` next to a `channel_id`) costs no allocation.
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+}
+
+impl<'a> ChannelId<'a> {
+    pub fn into_text(self) -> Cow<'a, str> {
+        match self {
+            ChannelId::Text(t) => t,
+            ChannelId::Int(v) => Cow::Owned(v.to_string()),
+            ChannelId::Uint(v) => Cow::Owned(v.to_string()),
+            ChannelId::Float(v) => Cow::Owned(v.to_string()),
+        }
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for ChannelId<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -370,22 +388,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for ChannelId<'a> {
                 f.write_str("a string or an integer id")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(ChannelId(Cow::Borrowed(v)))
+                Ok(ChannelId::Text(Cow::Borrowed(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(ChannelId(Cow::Owned(v.to_owned())))
+                Ok(ChannelId::Text(Cow::Owned(v.to_owned())))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(ChannelId(Cow::Owned(v)))
+                Ok(ChannelId::Text(Cow::Owned(v)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(ChannelId(Cow::Owned(v.to_string())))
+                Ok(ChannelId::Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(ChannelId(Cow::Owned(v.to_string())))
+                Ok(ChannelId::Uint(v))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(ChannelId(Cow::Owned(v.to_string())))
+                Ok(ChannelId::Float(v))
             }
         }
         d.deserialize_any(V)
@@ -604,27 +622,31 @@ pub fn decode(bytes: &[u8]) -> Result<Incoming<'_>, DecodeError> {
         msg::MEDIA_DATA_AUDIO => {
             let c = raw.content.ok_or(missing("content"))?;
             Incoming::Audio(AudioFrame {
-                data: c.data.ok_or(missing("content.data"))?.0,
+                data: c.data.ok_or(missing("content.data"))?.into_text(),
                 timestamp: num_i64(c.timestamp.as_ref()).unwrap_or(0),
                 channel: c
                     .channel_id
                     .or(c.user_id)
-                    .map(|c| c.0)
+                    .map(ChannelId::into_text)
                     .unwrap_or(Cow::Borrowed("0")),
-                user_name: c.user_name.map(|n| n.0),
+                user_name: c.user_name.map(ChannelId::into_text),
             })
         }
         msg::MEDIA_DATA_TRANSCRIPT => {
             let c = raw.content.ok_or(missing("content"))?;
             Incoming::Transcript(TranscriptFrame {
-                text: c.data.ok_or(missing("content.data"))?.0.into_owned(),
+                text: c
+                    .data
+                    .ok_or(missing("content.data"))?
+                    .into_text()
+                    .into_owned(),
                 timestamp: num_i64(c.timestamp.as_ref()).unwrap_or(0),
                 channel: c
                     .channel_id
                     .or(c.user_id)
-                    .map(|c| c.0.into_owned())
+                    .map(|c| c.into_text().into_owned())
                     .unwrap_or_else(|| "0".into()),
-                user_name: c.user_name.map(|n| n.0.into_owned()),
+                user_name: c.user_name.map(|n| n.into_text().into_owned()),
             })
         }
         msg::STREAM_CLOSE_RESP => Incoming::StreamCloseResp {
@@ -694,6 +716,10 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+        let zcc = br#"{"msg_type":14,"content":{"user_id":0,"user_name":"C","data":"AA==","channel_id":"4c"}}"#;
+        assert!(
+            matches!(decode(zcc).expect("audio"), Incoming::Audio(f) if matches!(f.channel, Cow::Borrowed("4c")))
+        );
         let meeting = br#"{"msg_type":14,"content":{"data":"AA==","timestamp":1,"user_id":16778240,"user_name":"A"}}"#;
         assert!(
             matches!(decode(meeting).expect("audio"), Incoming::Audio(f) if f.channel == "16778240")

@@ -33,8 +33,9 @@ const VIEW_INTERVAL: Duration = Duration::from_millis(200);
 /// An interruption notice is acted on when nothing is heard for this long
 /// (while data flows, it is about a connection we already replaced).
 const INTERRUPT_STALE_AFTER: Duration = Duration::from_secs(1);
-/// Most buffered audio messages handled per wake before other sockets get a turn.
-const DRAIN_BURST: usize = 16;
+/// Audio messages handled in a row before the other sockets and timers are
+/// looked at even if audio is still ready.
+const AUDIO_STREAK: usize = 16;
 /// How long sockets being left are read for what Zoom already sent.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -494,29 +495,76 @@ impl<C: Connect> Session<C> {
         // Set by an interruption notice that arrived while data was flowing:
         // when, and what had been heard by then.
         let mut suspect: Option<(Instant, u64)> = None;
-        let cancelled = self.cancel.clone().cancelled_owned();
-        tokio::pin!(cancelled);
+        // Audio first: a wake is almost always a frame, and a branch that
+        // is ready ends the poll of the others. `streak` keeps the rest from
+        // starving while audio stays ready (an overloaded instance).
+        let mut streak = 0usize;
         loop {
             tokio::select! {
                 biased;
-                _ = &mut cancelled => return Ended::Cancelled,
-                ctl = self.control.recv() => match ctl {
-                    Some(Control::Restart { server_urls }) => return Ended::Restart(server_urls),
-                    // Zoom reports a drop it saw. While media flows the notice
-                    // is likely about a connection we already replaced (acting
-                    // on it at once would loop): treat it as a suspicion that
-                    // a second of silence confirms (checked on the tick).
-                    Some(Control::Interrupted)
-                        if self.heard != silence.heard
-                            || silence.at.elapsed() < INTERRUPT_STALE_AFTER =>
-                    {
-                        tracing::info!("interruption notice while data flows; checking the connection");
-                        suspect = Some((Instant::now(), self.heard));
+                m = audio.next(), if streak < AUDIO_STREAK => {
+                    streak += 1;
+                    match self.on_media(audio, m, "audio").await {
+                        None => {}
+                        // Media-only loss: when signaling is up, reconnect
+                        // just the audio socket (protocol doc §17.3).
+                        Some(Ended::Lost(why)) => {
+                            if let Some(m) = sig.next().now_or_never()
+                                && let Some(end) = self.on_signaling(sig, m).await
+                            {
+                                return end;
+                            }
+                            match self.reopen_audio(sig, plan, &why).await {
+                            Ok(ws) => {
+                                *audio = ws;
+                                silence = Silence { heard: self.heard, at: Instant::now() };
+                            }
+                            Err(end) => return end,
+                        }
+                        }
+                        Some(end) => return end,
                     }
-                    Some(Control::Interrupted) => return Ended::Lost("Zoom reported the stream interrupted".into()),
-                    None => return Ended::Cancelled,
-                },
+                }
+                m = sig.next() => {
+                    streak = 0;
+                    self.heard += 1;
+                    if let Some(end) = self.on_signaling(sig, m).await {
+                        return end;
+                    }
+                }
+                m = next_opt::<C>(transcript) => {
+                    streak = 0;
+                    if let Some(end) = self.on_media_opt(transcript, m).await {
+                        return end;
+                    }
+                }
+                ctl = self.control.recv() => {
+                    streak = 0;
+                    match ctl {
+                        Some(Control::Restart { server_urls }) => return Ended::Restart(server_urls),
+                        // Zoom reports a drop it saw. While media flows the notice
+                        // is likely about a connection we already replaced (acting
+                        // on it at once would loop): treat it as a suspicion that
+                        // a second of silence confirms (checked on the tick).
+                        Some(Control::Interrupted)
+                            if self.heard != silence.heard
+                                || silence.at.elapsed() < INTERRUPT_STALE_AFTER =>
+                        {
+                            tracing::info!("interruption notice while data flows; checking the connection");
+                            suspect = Some((Instant::now(), self.heard));
+                        }
+                        Some(Control::Interrupted) => return Ended::Lost("Zoom reported the stream interrupted".into()),
+                        Some(Control::Stop) | None => return Ended::Cancelled,
+                    }
+                }
                 now = tick.tick() => {
+                    streak = 0;
+                    // Cancellation without a `Stop` message (shutdown) is
+                    // noticed here: polling the token on every frame costs
+                    // two locks.
+                    if self.cancel.is_cancelled() {
+                        return Ended::Cancelled;
+                    }
                     if self.meter.dirty() {
                         self.publish_view("streaming");
                     }
@@ -537,44 +585,8 @@ impl<C: Connect> Session<C> {
                         ));
                     }
                 }
-                m = sig.next() => {
-                    self.heard += 1;
-                    if let Some(end) = self.on_signaling(sig, m).await {
-                        return end;
-                    }
-                }
-                m = audio.next() => {
-                    let mut outcome = self.on_media(audio, m, "audio").await;
-                    // Frames arrive in bursts (one per channel per interval):
-                    // take what is already buffered before polling every
-                    // branch again.
-                    let mut drained = 0;
-                    while outcome.is_none() && drained < DRAIN_BURST {
-                        match audio.next().now_or_never() {
-                            Some(m) => outcome = self.on_media(audio, m, "audio").await,
-                            None => break,
-                        }
-                        drained += 1;
-                    }
-                    match outcome {
-                        None => {}
-                        // Media-only loss: signaling is up, so reconnect just
-                        // the audio socket (protocol doc §17.3).
-                        Some(Ended::Lost(why)) => match self.reopen_audio(sig, plan, &why).await {
-                            Ok(ws) => {
-                                *audio = ws;
-                                silence = Silence { heard: self.heard, at: Instant::now() };
-                            }
-                            Err(end) => return end,
-                        },
-                        Some(end) => return end,
-                    }
-                }
-                m = next_opt::<C>(transcript) => {
-                    if let Some(end) = self.on_media_opt(transcript, m).await {
-                        return end;
-                    }
-                }
+                // Audio was skipped for one round and nothing else was ready.
+                _ = std::future::ready(()), if streak >= AUDIO_STREAK => streak = 0,
             }
         }
     }

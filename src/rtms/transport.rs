@@ -113,3 +113,55 @@ impl WsMessage for Message {
         }
     }
 }
+
+/// The alternative client measured against tungstenite: tokio-websockets
+/// over rustls. Its reads go into spare buffer capacity (nothing zeroed).
+pub struct TokioWebsockets {
+    tls: tokio_websockets::Connector,
+}
+
+impl TokioWebsockets {
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            tls: tokio_websockets::Connector::Rustls(tokio_rustls::TlsConnector::from(tls)),
+        }
+    }
+}
+
+impl Connect for TokioWebsockets {
+    type Message = tokio_websockets::Message;
+    type Error = tokio_websockets::Error;
+    type Socket = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<TcpStream>>;
+
+    async fn connect(&self, url: &str) -> Result<Self::Socket, String> {
+        let builder = tokio_websockets::ClientBuilder::new()
+            .uri(url)
+            .map_err(|e| format!("cannot connect to {url}: {e}"))?
+            .connector(&self.tls)
+            .limits(tokio_websockets::Limits::default().max_payload_len(Some(MAX_MESSAGE)));
+        builder
+            .connect()
+            .await
+            .map(|(ws, _)| ws)
+            .map_err(|e| format!("cannot connect to {url}: {e}"))
+    }
+}
+
+impl WsMessage for tokio_websockets::Message {
+    fn text(text: String) -> Self {
+        tokio_websockets::Message::text(text)
+    }
+
+    fn close(code: u16) -> Self {
+        tokio_websockets::Message::close(tokio_websockets::CloseCode::try_from(code).ok(), "")
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        (self.is_text() || self.is_binary()).then(|| &self.as_payload()[..])
+    }
+
+    fn close_text(&self) -> Option<String> {
+        self.as_close()
+            .map(|(code, reason)| format!("{} {reason}", u16::from(code)))
+    }
+}

@@ -39,6 +39,7 @@ use url::Url;
 
 pub use context::{AppContextClaims, CONTEXT_TTL_MS};
 pub use faults::{FaultRequest, FaultState};
+pub use net::{Certs, make_certs};
 pub use stats::SimStats;
 
 use crate::config::random_hex;

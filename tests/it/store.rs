@@ -48,6 +48,7 @@ impl Fixture {
                 };
                 let backend = Backend::Redis {
                     url: Secret::new(server.url()),
+                    ca_cert: None,
                 };
                 (backend, None, Some(server))
             }
