@@ -46,6 +46,8 @@ pub struct AppState {
     pub cookie_key: axum_extra::extract::cookie::Key,
     /// Rate limit and live-feed caps.
     pub edge: crate::http::edge::Edge,
+    /// What `GET /metrics` exposes beyond the counters kept elsewhere.
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub struct App {
@@ -116,6 +118,7 @@ impl App {
             }),
         );
         let state = AppState {
+            metrics: crate::metrics::Metrics::new(store.backend_name()),
             cookie_key: crate::session::cookie_key(&config.session_secret),
             edge: crate::http::edge::Edge::new(&config.edge),
             engagements: Engagements::new(bus.clone(), store.clone()),
@@ -193,6 +196,9 @@ impl App {
                 crate::store::redis_client(url.expose(), state.config.redis_ca_cert.as_deref())?,
                 format!("{}bus", state.config.store_prefix),
                 state.bus.clone(),
+                state
+                    .metrics
+                    .bus_lagged(crate::metrics::BusConsumer::Fanout),
                 cancel.clone(),
                 &tracker,
             )

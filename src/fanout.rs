@@ -30,6 +30,7 @@ pub fn spawn(
     client: redis::Client,
     channel: String,
     bus: StatusBus,
+    lagged: prometheus_client::metrics::counter::Counter,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
@@ -39,6 +40,7 @@ pub fn spawn(
         channel.clone(),
         origin.clone(),
         bus.subscribe_local(),
+        lagged,
         cancel.clone(),
     ));
     tracker.spawn(subscribe(client, channel, origin, bus, cancel));
@@ -50,6 +52,7 @@ async fn publish(
     channel: String,
     origin: String,
     mut rx: tokio::sync::broadcast::Receiver<Arc<BusEvent>>,
+    lagged: prometheus_client::metrics::counter::Counter,
     cancel: CancellationToken,
 ) {
     let config = ConnectionManagerConfig::new()
@@ -77,6 +80,7 @@ async fn publish(
                 Ok(event) => event,
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "status fan-out fell behind");
+                    lagged.inc_by(n);
                     continue;
                 }
                 Err(RecvError::Closed) => return,

@@ -24,6 +24,7 @@ mod fuzz;
 mod http;
 mod inbox;
 mod lifecycle;
+mod metrics;
 mod ownership;
 mod resilience;
 mod sim_buffer;
