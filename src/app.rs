@@ -46,6 +46,8 @@ pub struct AppState {
     pub cookie_key: axum_extra::extract::cookie::Key,
     /// Rate limit and live-feed caps.
     pub edge: crate::http::edge::Edge,
+    /// What `GET /metrics` exposes beyond the counters kept elsewhere.
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub struct App {
@@ -70,7 +72,10 @@ impl App {
         let tls = crate::tls::client_config(config.zoom.ca_cert.as_deref())?;
         let http = crate::tls::http_client(&tls)?;
         let backend = match &config.redis_url {
-            Some(url) => Backend::Redis { url: url.clone() },
+            Some(url) => Backend::Redis {
+                url: url.clone(),
+                ca_cert: config.redis_ca_cert.clone(),
+            },
             None => Backend::Embedded {
                 dir: config.data_dir.clone(),
             },
@@ -113,6 +118,7 @@ impl App {
             }),
         );
         let state = AppState {
+            metrics: crate::metrics::Metrics::new(store.backend_name()),
             cookie_key: crate::session::cookie_key(&config.session_secret),
             edge: crate::http::edge::Edge::new(&config.edge),
             engagements: Engagements::new(bus.clone(), store.clone()),
@@ -171,12 +177,15 @@ impl App {
             bus: state.bus.clone(),
             engagements: state.engagements.clone(),
             rtms: state.rtms.clone(),
+            store: state.store.clone(),
+            zoom: state.zoom.clone(),
         };
         state
             .inbox
             .spawn_worker(dispatcher, cancel.clone(), &tracker);
         tracker.spawn(sweep_store(state.store.clone(), cancel.clone()));
         tracker.spawn(close_stale_engagements(
+            state.bus.clone(),
             state.engagements.clone(),
             state.rtms.clone(),
             state.config.engagement_max_age,
@@ -184,9 +193,12 @@ impl App {
         ));
         if let Some(url) = &state.config.redis_url {
             crate::fanout::spawn(
-                url.expose(),
+                crate::store::redis_client(url.expose(), state.config.redis_ca_cert.as_deref())?,
                 format!("{}bus", state.config.store_prefix),
                 state.bus.clone(),
+                state
+                    .metrics
+                    .bus_lagged(crate::metrics::BusConsumer::Fanout),
                 cancel.clone(),
                 &tracker,
             )
@@ -282,8 +294,10 @@ async fn sweep_store(store: Store, cancel: CancellationToken) {
 }
 
 /// Close engagements never reported ended once they are older than
-/// `max_age` (and stop their streams), checking a few times per `max_age`.
+/// `max_age` (and stop their streams), and forget status history older than
+/// an ended engagement is kept; a few times per `max_age`.
 async fn close_stale_engagements(
+    bus: StatusBus,
     engagements: Engagements,
     rtms: RtmsManager,
     max_age: Duration,
@@ -295,7 +309,10 @@ async fn close_stale_engagements(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
-                match engagements.close_stale(max_age, crate::time::now_ms()).await {
+                let now = crate::time::now_ms();
+                let keep = i64::try_from(crate::store::ENDED_ENGAGEMENT_TTL.as_millis()).unwrap_or(i64::MAX);
+                bus.forget_before(now.saturating_sub(keep));
+                match engagements.close_stale(max_age, now).await {
                     Ok(closed) => {
                         for id in closed {
                             rtms.stop_engagement(&id);

@@ -120,9 +120,12 @@ pub struct ServeArgs {
     /// Zoom Apps SDK script URL; the CSP `script-src` follows its origin.
     #[arg(long, env = "ZOOM_APPS_SDK_URL")]
     pub apps_sdk_url: Option<String>,
-    /// Redis URL; when set, state is shared through Redis.
+    /// Redis URL; when set, state is shared through Redis (`rediss://` for TLS).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Root certificate (PEM) trusted for a `rediss://` Redis instead of the system's.
+    #[arg(long, env = "REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<PathBuf>,
     /// Secret for signing sessions and OAuth state (at least 32 characters).
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Option<String>,
@@ -299,6 +302,8 @@ pub struct Config {
     pub redirect_url: Option<Url>,
     pub apps_sdk_url: Url,
     pub redis_url: Option<Secret>,
+    /// Trusted root for `rediss://` (the system's roots otherwise).
+    pub redis_ca_cert: Option<PathBuf>,
     pub session_secret: Secret,
     /// Encrypts tokens at rest. Required with Zoom credentials; demo mode
     /// makes one per run.
@@ -514,6 +519,24 @@ impl Config {
                 Some(Secret::new(u))
             }
         };
+        let redis_ca_cert = args.redis_ca_cert.clone();
+        if let Some(path) = &redis_ca_cert {
+            if !path.is_file() {
+                return Err(ConfigError::Malformed {
+                    var: "REDIS_CA_CERT",
+                    reason: format!("{} is not a readable file", path.display()),
+                });
+            }
+            if !redis_url
+                .as_ref()
+                .is_some_and(|u| u.expose().starts_with("rediss://"))
+            {
+                return Err(ConfigError::Malformed {
+                    var: "REDIS_CA_CERT",
+                    reason: "applies to a rediss:// REDIS_URL only".into(),
+                });
+            }
+        }
 
         Ok(Config {
             mode: if demo {
@@ -537,6 +560,7 @@ impl Config {
             redirect_url,
             apps_sdk_url,
             redis_url,
+            redis_ca_cert,
             session_secret,
             token_encryption_key,
             store_prefix,

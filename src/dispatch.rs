@@ -10,15 +10,18 @@
 use crate::engagements::Engagements;
 use crate::rtms::{RtmsManager, StreamSpec};
 use crate::status::{Level, StatusBus};
-use crate::store::StoreError;
+use crate::store::{ActiveIndex, Store, StoreError};
 use crate::time::now_ms;
 use crate::webhook::{Envelope, WebhookEvent};
+use crate::zoom::ZoomClient;
 
 #[derive(Clone)]
 pub struct Dispatcher {
     pub bus: StatusBus,
     pub engagements: Engagements,
     pub rtms: RtmsManager,
+    pub store: Store,
+    pub zoom: ZoomClient,
 }
 
 impl Dispatcher {
@@ -78,11 +81,49 @@ impl Dispatcher {
                 tracing::warn!(%engagement_id, %rtms_stream_id, "stream interrupted by Zoom");
                 self.rtms.interrupted(&rtms_stream_id);
             }
+            WebhookEvent::AppDeauthorized {
+                account_id,
+                user_id,
+            } => self.deauthorized(&account_id, &user_id).await?,
             WebhookEvent::UrlValidation { .. } => {}
             WebhookEvent::Other { event } => {
                 tracing::debug!(%event, "ignored webhook event");
             }
         }
+        Ok(())
+    }
+
+    /// A user removed the app: delete their tokens (stored and held), stop
+    /// their browser sessions, and delete their engagements with everything
+    /// kept in memory about them. Idempotent; one status line for operators
+    /// (naming no one).
+    async fn deauthorized(&self, account_id: &str, user_id: &str) -> Result<(), StoreError> {
+        self.zoom.forget_user(account_id, user_id);
+        self.store
+            .forget_user(account_id, user_id, now_ms())
+            .await?;
+        let mut gone = 0usize;
+        let theirs = self
+            .store
+            .active_engagements_in(ActiveIndex::Agent(user_id))
+            .await?;
+        for e in theirs {
+            self.rtms.stop_engagement(&e.engagement_id);
+            self.bus.forget_engagement(&e.engagement_id);
+            self.store.delete_engagement(&e).await?;
+            gone += 1;
+        }
+        tracing::warn!(
+            engagements = gone,
+            "app deauthorized by a user: their data was deleted"
+        );
+        self.bus.status(
+            None,
+            Level::Warning,
+            format!(
+                "App removed by a user: their tokens, sessions and {gone} engagement(s) were deleted"
+            ),
+        );
         Ok(())
     }
 }

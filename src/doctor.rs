@@ -92,7 +92,13 @@ pub async fn run(config: &Config) -> Vec<Check> {
 
 async fn store(config: &Config) -> Check {
     let (backend, name) = match &config.redis_url {
-        Some(url) => (Backend::Redis { url: url.clone() }, "redis".to_owned()),
+        Some(url) => (
+            Backend::Redis {
+                url: url.clone(),
+                ca_cert: config.redis_ca_cert.clone(),
+            },
+            "redis".to_owned(),
+        ),
         None => (
             Backend::Embedded {
                 dir: config.data_dir.clone(),

@@ -27,19 +27,20 @@ struct Envelope {
 
 /// Start publishing and subscribing; both tasks end with `cancel`.
 pub fn spawn(
-    redis_url: &str,
+    client: redis::Client,
     channel: String,
     bus: StatusBus,
+    lagged: prometheus_client::metrics::counter::Counter,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url)?;
     let origin = crate::config::random_hex(8);
     tracker.spawn(publish(
         client.clone(),
         channel.clone(),
         origin.clone(),
         bus.subscribe_local(),
+        lagged,
         cancel.clone(),
     ));
     tracker.spawn(subscribe(client, channel, origin, bus, cancel));
@@ -51,6 +52,7 @@ async fn publish(
     channel: String,
     origin: String,
     mut rx: tokio::sync::broadcast::Receiver<Arc<BusEvent>>,
+    lagged: prometheus_client::metrics::counter::Counter,
     cancel: CancellationToken,
 ) {
     let config = ConnectionManagerConfig::new()
@@ -78,6 +80,7 @@ async fn publish(
                 Ok(event) => event,
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "status fan-out fell behind");
+                    lagged.inc_by(n);
                     continue;
                 }
                 Err(RecvError::Closed) => return,

@@ -16,6 +16,7 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod inbox;
+pub mod metrics;
 pub mod rtms;
 pub mod secret;
 pub mod session;

@@ -56,6 +56,26 @@ pub fn read(jar: &PrivateCookieJar) -> Option<SessionData> {
     (data.expires_at_ms > now_ms()).then_some(data)
 }
 
+/// Whether a session was issued at or before its user's revocation (they
+/// removed the app at `revoked_at_ms`).
+pub fn revoked(data: &SessionData, revoked_at_ms: i64) -> bool {
+    data.expires_at_ms.saturating_sub(SESSION_TTL_MS) <= revoked_at_ms
+}
+
+/// `data` unless its user removed the app after it was issued. A store
+/// failure keeps the session (the narrower view; data routes then answer
+/// 503 on their own).
+pub async fn unless_revoked(state: &AppState, data: SessionData) -> Option<SessionData> {
+    match state.store.sessions_revoked_at(&data.user_id).await {
+        Ok(Some(at)) if revoked(&data, at) => None,
+        Ok(_) => Some(data),
+        Err(e) => {
+            tracing::warn!(error = %e, "checking session revocation");
+            Some(data)
+        }
+    }
+}
+
 /// Extractor: the caller's session, if any. Never rejects.
 #[derive(Debug, Clone)]
 pub struct MaybeSession(pub Option<SessionData>);
@@ -68,6 +88,33 @@ impl FromRequestParts<AppState> for MaybeSession {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let jar = PrivateCookieJar::from_headers(&parts.headers, state.cookie_key.clone());
-        Ok(MaybeSession(read(&jar)))
+        Ok(MaybeSession(match read(&jar) {
+            Some(data) => unless_revoked(state, data).await,
+            None => None,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_issued_up_to_the_revocation_are_revoked_later_ones_are_not() {
+        let session = |issued: i64| SessionData {
+            user_id: "u".into(),
+            account_id: None,
+            expires_at_ms: issued + SESSION_TTL_MS,
+        };
+        assert!(revoked(&session(1_000), 1_000));
+        assert!(revoked(&session(999), 1_000));
+        assert!(!revoked(&session(1_001), 1_000));
+        assert!(revoked(
+            &SessionData {
+                expires_at_ms: i64::MIN,
+                ..session(0)
+            },
+            0
+        ));
     }
 }

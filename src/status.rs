@@ -208,6 +208,41 @@ impl StatusBus {
         self.record(BusEvent::Transcript(line), true);
     }
 
+    /// Drop what is older than `cutoff_ms`: status lines, the histories of
+    /// engagements quiet since, views of engagements that ended before,
+    /// transcripts. Returns how many histories went.
+    pub fn forget_before(&self, cutoff_ms: i64) -> usize {
+        // RFC 3339 in one fixed format sorts as the time does.
+        let cutoff = rfc3339_ms(cutoff_ms);
+        let mut state = self.state();
+        state.recent.retain(|l| l.timestamp >= cutoff);
+        let before = state.by_engagement.len();
+        state
+            .by_engagement
+            .retain(|_, h| h.front().is_some_and(|l| l.timestamp >= cutoff));
+        state
+            .engagements
+            .retain(|_, v| v.ended_at.as_ref().is_none_or(|end| *end >= cutoff));
+        state.transcripts.retain(|t| t.timestamp >= cutoff_ms);
+        before - state.by_engagement.len()
+    }
+
+    /// Drop everything kept about an engagement (its data was deleted):
+    /// its lines, view, streams and transcripts.
+    pub fn forget_engagement(&self, engagement_id: &str) {
+        let mut state = self.state();
+        let mine = |id: &Option<String>| id.as_deref() == Some(engagement_id);
+        state.recent.retain(|l| !mine(&l.engagement_id));
+        state.by_engagement.remove(engagement_id);
+        state.engagements.remove(engagement_id);
+        state
+            .streams
+            .retain(|_, v| v.engagement_id != engagement_id);
+        state
+            .transcripts
+            .retain(|t| t.engagement_id != engagement_id);
+    }
+
     /// An event from another instance (Redis fan-out): shown here, not sent
     /// back out.
     pub fn apply_remote(&self, event: BusEvent) {
@@ -411,6 +446,28 @@ mod tests {
         assert_eq!(snap.status.len(), 1);
         let ev = rx.recv().await.expect("event");
         assert!(matches!(&*ev, BusEvent::Status(s) if s.message == "after"));
+    }
+
+    #[test]
+    fn lines_and_histories_older_than_the_cutoff_are_forgotten() {
+        let bus = StatusBus::new();
+        let old = |id: &str, ms: i64| {
+            BusEvent::Status(StatusEvent {
+                id: 0,
+                timestamp: rfc3339_ms(ms),
+                message: format!("at {ms}"),
+                level: Level::Info,
+                engagement_id: Some(id.into()),
+            })
+        };
+        bus.apply_remote(old("stale", 1_000));
+        bus.apply_remote(old("fresh", 1_000));
+        bus.apply_remote(old("fresh", 5_000));
+        assert_eq!(bus.forget_before(2_000), 1);
+        assert!(bus.status_lines(Some("stale")).is_empty());
+        assert_eq!(bus.status_lines(Some("fresh")).len(), 2, "kept whole");
+        assert_eq!(bus.status_lines(None).len(), 1, "only the fresh line");
+        assert_eq!(bus.forget_before(i64::MAX), 1);
     }
 
     #[test]

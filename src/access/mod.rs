@@ -58,6 +58,10 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Caller, Ap
     let Some(session) = crate::session::read(&jar) else {
         return Ok(Caller::Anonymous);
     };
+    // A user who removed the app: sessions issued before that are void.
+    let Some(session) = crate::session::unless_revoked(state, session).await else {
+        return Ok(Caller::Anonymous);
+    };
     let supervisor = state
         .config
         .access

@@ -155,6 +155,7 @@ pub const ROUTES: &[Route] = &[
     .same_origin()
     .json(),
     route("GET", "/api/stats", Operator, "operator token"),
+    route("GET", "/metrics", Operator, "operator token"),
 ];
 
 /// The rule for a request, by method (HEAD as GET) and route template.

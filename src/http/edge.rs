@@ -45,6 +45,7 @@ pub struct Edge {
     /// Rate-limited requests seen, to tidy the limiter now and then.
     checks: Arc<AtomicU64>,
     sse_total: Arc<Semaphore>,
+    sse_max: usize,
     sse_per_session: Arc<Mutex<HashMap<String, usize>>>,
     sse_max_per_session: usize,
 }
@@ -87,6 +88,7 @@ impl Edge {
             clock: DefaultClock::default(),
             checks: Arc::default(),
             sse_total: Arc::new(Semaphore::new(config.sse_max_subscribers)),
+            sse_max: config.sse_max_subscribers,
             sse_per_session: Arc::default(),
             sse_max_per_session: config.sse_max_per_session,
         }
@@ -109,6 +111,12 @@ impl Edge {
                 not_until.wait_time_from(self.clock.now()),
             )
         })
+    }
+
+    /// Live feeds open now.
+    pub fn sse_subscribers(&self) -> usize {
+        self.sse_max
+            .saturating_sub(self.sse_total.available_permits())
     }
 
     /// A live-feed slot for `caller` (held for as long as the feed is open),

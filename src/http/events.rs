@@ -61,6 +61,8 @@ struct Feed {
     pending_snapshot: Option<Snapshot>,
     /// Held while the feed is open (the subscriber caps).
     _permit: SsePermit,
+    /// Events skipped for being too slow (metrics).
+    lagged: prometheus_client::metrics::counter::Counter,
 }
 
 impl Feed {
@@ -105,6 +107,7 @@ impl Feed {
                 // right after it, so nothing is sent twice.
                 Err(RecvError::Lagged(skipped)) => {
                     tracing::debug!(skipped, "SSE subscriber lagged; sending a fresh snapshot");
+                    self.lagged.inc_by(skipped);
                     let (snap, rx) = self.bus.subscribe(self.engagement.as_deref());
                     self.rx = rx;
                     return Some(self.snapshot_event(snap).await);
@@ -138,6 +141,7 @@ async fn sse(
         cancel: state.cancel.clone(),
         pending_snapshot: Some(snap),
         _permit: permit,
+        lagged: state.metrics.bus_lagged(crate::metrics::BusConsumer::Sse),
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;

@@ -1,4 +1,5 @@
-//! Liveness, readiness, and the operator's engine counters.
+//! Liveness, readiness, and the operator's engine counters and Prometheus
+//! metrics.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -12,6 +13,7 @@ pub fn router() -> Router<AppState> {
         .route(super::HEALTH_PATH, get(health))
         .route("/ready", get(ready))
         .route("/api/stats", get(stats))
+        .route("/metrics", get(metrics))
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -29,7 +31,14 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 /// reason otherwise), so webhooks can be stored. Anonymous, so it tells
 /// nothing about the calls going on (that is `/api/stats`, for the operator).
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, crate::error::AppError> {
-    state.store.check_write().await.map_err(|e| {
+    let started = std::time::Instant::now();
+    let checked = state.store.check_write().await;
+    state.metrics.store_call(
+        crate::metrics::StoreOp::ReadyCheck,
+        started.elapsed(),
+        checked.is_ok(),
+    );
+    checked.map_err(|e| {
         crate::error::AppError::Unavailable(format!("{} store: {e}", state.store.backend_name()))
     })?;
     Ok(Json(json!({
@@ -44,4 +53,40 @@ async fn stats(State(state): State<AppState>) -> Json<Value> {
     let mut v = state.rtms.counters().snapshot();
     v["streams_active"] = json!(state.rtms.active_streams());
     Json(v)
+}
+
+/// Prometheus metrics (text exposition): what is counted as it happens, and
+/// the counters other parts keep, read now. The inbox depth is left out when
+/// the store does not answer within a second (the scrape still succeeds).
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let engine = state.rtms.counters();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let zoom = state.zoom.counters();
+    let (refreshes, refresh_failures) = (load(&zoom.refreshes), load(&zoom.refresh_failures));
+    let inbox_depth =
+        tokio::time::timeout(std::time::Duration::from_secs(1), state.inbox.backlog())
+            .await
+            .ok()
+            .and_then(Result::ok);
+    let scraped = crate::metrics::Scraped {
+        streams_active: state.rtms.active_streams() as u64,
+        sessions_started: load(&engine.sessions_started),
+        sessions_failed: load(&engine.sessions_failed),
+        frames: load(&engine.frames),
+        transcript_lines: load(&engine.transcripts),
+        reconnects: engine.reconnects_by_reason(),
+        handshake_failures: engine.handshake_refusals(),
+        lease_takeovers: load(&engine.lease_takeovers),
+        sse_subscribers: state.edge.sse_subscribers() as u64,
+        inbox_depth: inbox_depth.map(|n| n as u64),
+        token_refreshes_ok: refreshes.saturating_sub(refresh_failures),
+        token_refreshes_failed: refresh_failures,
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        state.metrics.render(&scraped),
+    )
 }

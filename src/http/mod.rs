@@ -39,10 +39,43 @@ pub fn router(state: AppState) -> Router {
         // Every route above, and only those, pass the access rules.
         .route_layer(access)
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_client_errors))
         .layer(RequestBodyTimeoutLayer::new(state.config.edge.body_timeout))
         .layer(headers)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The framework's own 4xx answers (a body that could not be read, a method
+/// the route does not take, a malformed query) are plain text or empty;
+/// give them the JSON shape every other answer has.
+async fn json_client_errors(resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::response::IntoResponse as _;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let reason = String::from_utf8_lossy(&text).trim().to_owned();
+    let reason = if reason.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_owned()
+    } else {
+        reason
+    };
+    let mut json = (status, axum::Json(serde_json::json!({ "error": reason }))).into_response();
+    for (name, value) in &parts.headers {
+        if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {

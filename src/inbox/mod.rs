@@ -156,6 +156,7 @@ fn ordering_key(envelope: &Envelope) -> Option<String> {
         | WebhookEvent::RtmsStarted { engagement_id, .. }
         | WebhookEvent::RtmsStopped { engagement_id, .. }
         | WebhookEvent::RtmsInterrupted { engagement_id, .. } => Some(engagement_id.clone()),
+        WebhookEvent::AppDeauthorized { user_id, .. } => Some(format!("user:{user_id}")),
         WebhookEvent::UrlValidation { .. } | WebhookEvent::Other { .. } => None,
     }
 }
@@ -181,7 +182,7 @@ async fn apply(dispatcher: &Dispatcher, plain: &[u8]) -> Result<(), StoreError> 
 
 /// Wait before retrying after `failures` failed attempts in a row: doubling
 /// from 100 ms, at most 5 s.
-fn backoff(failures: u32) -> Duration {
+pub fn backoff(failures: u32) -> Duration {
     let ms = 100u64.saturating_mul(1u64 << failures.saturating_sub(1).min(6));
     Duration::from_millis(ms.min(5_000))
 }

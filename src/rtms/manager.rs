@@ -257,6 +257,11 @@ impl RtmsManager {
             match leases.store.stream_lease(stream_id).await {
                 Ok(None) => {
                     tracing::info!(rtms_stream_id = %stream_id, "owner of an interrupted stream is gone; taking it over");
+                    self.inner
+                        .deps
+                        .counters
+                        .lease_takeovers
+                        .fetch_add(1, Ordering::Relaxed);
                     self.start(StreamSpec {
                         engagement_id: held.engagement_id,
                         rtms_stream_id: stream_id.to_owned(),

@@ -55,9 +55,93 @@ pub struct EngineCounters {
     pub sessions_started: AtomicU64,
     pub sessions_failed: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Reconnections by [`ReconnectReason`] (indexed by `as usize`).
+    pub reconnects_by_reason: [AtomicU64; ReconnectReason::ALL.len()],
+    /// Handshakes Zoom refused, by RTMS status name (rare: a lock is fine).
+    pub handshake_refusals: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Streams taken over from an instance that died.
+    pub lease_takeovers: AtomicU64,
+}
+
+/// Why a connection ended before the engine connected again: a closed set,
+/// for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconnectReason {
+    /// Lost: closed, silent past the idle timeout, or Zoom said interrupted.
+    ConnectionLost,
+    /// Zoom refused the handshake with a status it says is transient.
+    HandshakeRefused,
+    /// Zoom re-sent the start (server fail-over).
+    Failover,
+}
+
+impl ReconnectReason {
+    pub const ALL: [ReconnectReason; 3] = [
+        ReconnectReason::ConnectionLost,
+        ReconnectReason::HandshakeRefused,
+        ReconnectReason::Failover,
+    ];
+
+    /// The reason a reconnection after `ended` would have; None for ends
+    /// that are never followed by one.
+    pub fn of(ended: &reconnect::Ended) -> Option<Self> {
+        match ended {
+            reconnect::Ended::Lost(_) => Some(Self::ConnectionLost),
+            reconnect::Ended::Refused { .. } => Some(Self::HandshakeRefused),
+            reconnect::Ended::Restart(_) => Some(Self::Failover),
+            reconnect::Ended::Terminated { .. } | reconnect::Ended::Cancelled => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectionLost => "connection_lost",
+            Self::HandshakeRefused => "handshake_refused",
+            Self::Failover => "failover",
+        }
+    }
 }
 
 impl EngineCounters {
+    /// A reconnection is under way (a few per stream at most, never per frame).
+    pub fn reconnected(&self, reason: Option<ReconnectReason>) {
+        if let Some(reason) = reason {
+            self.reconnects_by_reason[reason as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Zoom refused a handshake with RTMS status `code`.
+    pub fn handshake_refused(&self, code: i64) {
+        let mut by = self
+            .handshake_refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *by.entry(protocol::status_name(code)).or_default() += 1;
+    }
+
+    /// Reconnections by reason, every reason listed.
+    pub fn reconnects_by_reason(&self) -> Vec<(&'static str, u64)> {
+        ReconnectReason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    r.as_str(),
+                    self.reconnects_by_reason[*r as usize].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Refused handshakes by RTMS status name.
+    pub fn handshake_refusals(&self) -> Vec<(&'static str, u64)> {
+        self.handshake_refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> serde_json::Value {
         serde_json::json!({
             "frames": self.frames.load(Ordering::Relaxed),
@@ -66,6 +150,35 @@ impl EngineCounters {
             "sessions_failed": self.sessions_failed.load(Ordering::Relaxed),
             "reconnects": self.reconnects.load(Ordering::Relaxed),
         })
+    }
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::reconnect::Ended;
+    use super::*;
+
+    #[test]
+    fn reconnections_and_refusals_are_counted_by_a_closed_set_of_names() {
+        let c = EngineCounters::default();
+        c.reconnected(ReconnectReason::of(&Ended::Lost("idle".into())));
+        c.reconnected(ReconnectReason::of(&Ended::Restart("wss://x".into())));
+        c.reconnected(ReconnectReason::of(&Ended::Cancelled));
+        assert_eq!(
+            c.reconnects_by_reason(),
+            [
+                ("connection_lost", 1),
+                ("handshake_refused", 0),
+                ("failover", 1)
+            ]
+        );
+        c.handshake_refused(protocol::status::INVALID_SIGNATURE);
+        c.handshake_refused(protocol::status::INVALID_SIGNATURE);
+        c.handshake_refused(9_999);
+        assert_eq!(
+            c.handshake_refusals(),
+            [("INVALID_SIGNATURE", 2), ("UNKNOWN_STATUS", 1)]
+        );
     }
 }
 

@@ -123,6 +123,7 @@ impl<C: Connect> Session<C> {
             match &ended {
                 Ended::Refused { code, reason } => {
                     tracing::warn!(code, %reason, "RTMS handshake refused");
+                    self.deps.counters.handshake_refused(*code);
                 }
                 Ended::Restart(new_url) => {
                     tracing::info!(%new_url, "restarting stream connection");
@@ -130,6 +131,7 @@ impl<C: Connect> Session<C> {
                 Ended::Lost(why) => tracing::warn!(%why, "RTMS connection lost"),
                 _ => {}
             }
+            let why = super::ReconnectReason::of(&ended);
             match policy.decide(ended, self.streamed, Instant::now()) {
                 Step::Stop(outcome) => break outcome,
                 Step::Retry {
@@ -150,6 +152,7 @@ impl<C: Connect> Session<C> {
                             .counters
                             .reconnects
                             .fetch_add(1, Ordering::Relaxed);
+                        self.deps.counters.reconnected(why);
                     }
                     if !self.backoff(after).await {
                         break Outcome::Stopped;

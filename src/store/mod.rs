@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crypto::{SealError, Sealer, TokenKey};
 pub use embedded::FILE_NAME as EMBEDDED_FILE_NAME;
+pub use redis::client as redis_client;
 
 use crate::engagements::Engagement;
 
@@ -82,8 +83,14 @@ pub enum ActiveIndex<'a> {
 /// Where the store lives.
 #[derive(Debug, Clone)]
 pub enum Backend {
-    Embedded { dir: PathBuf },
-    Redis { url: crate::secret::Secret },
+    Embedded {
+        dir: PathBuf,
+    },
+    Redis {
+        url: crate::secret::Secret,
+        /// Trusted root (PEM) for `rediss://`; the system's roots otherwise.
+        ca_cert: Option<PathBuf>,
+    },
 }
 
 /// One account user's Zoom tokens, as stored.
@@ -155,9 +162,10 @@ impl Store {
     pub async fn open(backend: &Backend, key: &TokenKey, prefix: &str) -> Result<Self, StoreError> {
         let inner = match backend {
             Backend::Embedded { dir } => Inner::Embedded(embedded::Embedded::open(dir).await?),
-            Backend::Redis { url } => {
-                Inner::Redis(redis::RedisBackend::connect(url.expose()).await?)
-            }
+            Backend::Redis { url, ca_cert } => Inner::Redis(
+                redis::RedisBackend::connect(&redis::client(url.expose(), ca_cert.as_deref())?)
+                    .await?,
+            ),
         };
         Ok(Self {
             inner,
@@ -374,6 +382,45 @@ impl Store {
             Some(installer) => self.load_tokens(account_id, &installer).await,
             None => Ok(None),
         }
+    }
+
+    /// Delete what is kept about a user who removed the app: their tokens,
+    /// their user → account entry, and the account's installer entry when it
+    /// names them. Browser sessions issued before `at_ms` stop resolving
+    /// (a revocation kept as long as a session lives). Idempotent.
+    pub async fn forget_user(
+        &self,
+        account_id: &str,
+        user_id: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        backend!(self.take(self.token_key(account_id, user_id)))?;
+        backend!(self.take(self.user_key(user_id)))?;
+        if self.account_installer(account_id).await?.as_deref() == Some(user_id) {
+            backend!(self.take(self.account_key(account_id)))?;
+        }
+        let ttl = Duration::from_millis(crate::session::SESSION_TTL_MS.unsigned_abs());
+        self.put_sealed(self.revoked_key(user_id), &at_ms, Some(ttl))
+            .await
+    }
+
+    fn revoked_key(&self, user_id: &str) -> String {
+        self.key("revoked", &self.sealer.key_id(&[user_id]))
+    }
+
+    /// When a user's sessions were revoked (they removed the app), if within
+    /// a session's lifetime.
+    pub async fn sessions_revoked_at(&self, user_id: &str) -> Result<Option<i64>, StoreError> {
+        self.get_sealed(self.revoked_key(user_id)).await
+    }
+
+    /// Delete an engagement's record and its index entries. Idempotent.
+    pub async fn delete_engagement(&self, engagement: &Engagement) -> Result<(), StoreError> {
+        let id = &engagement.engagement_id;
+        for set in self.indexes_of(engagement) {
+            backend!(self.set_remove(set, id.clone()))?;
+        }
+        backend!(self.take(self.key("engagement", id))).map(drop)
     }
 
     /// Write raw bytes where a user's tokens live (for corruption tests).

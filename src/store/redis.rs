@@ -1,4 +1,5 @@
-//! The Redis backend: shared by every instance behind a load balancer.
+//! The Redis backend: shared by every instance behind a load balancer,
+//! over TLS with a `rediss://` URL (rustls; an optional trusted root).
 //!
 //! One `ConnectionManager` (reconnects by itself) with connection and
 //! response timeouts, so no store call can hang. Leases are `SET NX PX` with
@@ -44,6 +45,28 @@ pub struct RedisBackend {
     release: std::sync::Arc<redis::Script>,
 }
 
+/// A client for `url`; with `ca_cert` (PEM) a `rediss://` server must be
+/// signed by it, otherwise by a root the system trusts.
+pub fn client(url: &str, ca_cert: Option<&std::path::Path>) -> Result<redis::Client, StoreError> {
+    let url_error = |e: redis::RedisError| StoreError::Backend(format!("REDIS_URL: {e}"));
+    match ca_cert {
+        None => redis::Client::open(url).map_err(url_error),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                StoreError::Backend(format!("REDIS_CA_CERT {}: {e}", path.display()))
+            })?;
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(url_error)
+        }
+    }
+}
+
 /// A reconnecting connection with bounded connect and response times, so no
 /// store call can hang.
 async fn manager(client: &redis::Client) -> Result<ConnectionManager, StoreError> {
@@ -66,9 +89,8 @@ pub(crate) fn millis(ttl: Duration) -> u64 {
 }
 
 impl RedisBackend {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Backend(format!("REDIS_URL: {e}")))?;
+    pub async fn connect(client: &redis::Client) -> Result<Self, StoreError> {
+        let client = client.clone();
         let conn = manager(&client).await?;
         let backend = Self {
             client: Arc::new(client),

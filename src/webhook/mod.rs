@@ -42,6 +42,11 @@ pub enum WebhookEvent {
         engagement_id: String,
         rtms_stream_id: String,
     },
+    /// A user removed the app: delete what we keep about them.
+    AppDeauthorized {
+        account_id: String,
+        user_id: String,
+    },
     /// A well-formed event we do not act on.
     Other {
         event: String,
@@ -76,6 +81,10 @@ impl Envelope {
                 engagement_id,
                 rtms_stream_id,
             } => format!("{engagement_id}/{rtms_stream_id}"),
+            WebhookEvent::AppDeauthorized {
+                account_id,
+                user_id,
+            } => format!("{account_id}/{user_id}"),
             WebhookEvent::UrlValidation { .. } | WebhookEvent::Other { .. } => String::new(),
         };
         format!("{}|{}|{}", self.event, ids, self.event_ts)
@@ -131,6 +140,10 @@ pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
         "contact_center.voice_rtms_interrupted" => WebhookEvent::RtmsInterrupted {
             engagement_id: req_str(p, &["engagement_id"], "payload.engagement_id")?,
             rtms_stream_id: req_str(p, &["rtms_stream_id"], "payload.rtms_stream_id")?,
+        },
+        "app_deauthorized" => WebhookEvent::AppDeauthorized {
+            account_id: req_str(p, &["account_id"], "payload.account_id")?,
+            user_id: req_str(p, &["user_id"], "payload.user_id")?,
         },
         other => WebhookEvent::Other {
             event: other.to_owned(),
@@ -193,6 +206,25 @@ mod tests {
             WebhookEvent::EngagementStarted { engagement_id, account_id, agent_user_id: None } if engagement_id == "E1" && account_id.as_deref() == Some("A")));
         assert!(matches!(parse(flat).expect("flat").body,
             WebhookEvent::EngagementEnded { engagement_id, .. } if engagement_id == "E2"));
+    }
+
+    #[test]
+    fn app_deauthorized_names_the_account_and_user() {
+        let body = br#"{"event":"app_deauthorized","event_ts":5,"payload":{"account_id":"A","user_id":"U","client_id":"C","deauthorization_time":"2026-01-01T00:00:00Z"}}"#;
+        let env = parse(body).expect("parses");
+        assert_eq!(
+            env.body,
+            WebhookEvent::AppDeauthorized {
+                account_id: "A".into(),
+                user_id: "U".into()
+            }
+        );
+        assert_eq!(env.dedup_key(), "app_deauthorized|A/U|5");
+        let missing = br#"{"event":"app_deauthorized","payload":{"account_id":"A"}}"#;
+        assert_eq!(
+            parse(missing).expect_err("missing"),
+            ParseError::Missing("payload.user_id")
+        );
     }
 
     #[test]

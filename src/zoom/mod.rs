@@ -7,13 +7,16 @@
 //! plus the store's lock (which spans instances on Redis) — because Zoom
 //! rotates refresh tokens: two concurrent refreshes would log the user out.
 //! The refresh runs in its own task so a caller that goes away cannot cancel
-//! it between Zoom's answer and the store write. A dead refresh token marks
-//! the account "needs re-authorization" and deletes nothing.
+//! it between Zoom's answer and the store write; if that write keeps failing
+//! the rotated pair is held in memory, used, and stored by a background task
+//! as soon as the store takes it. A dead refresh token marks the account
+//! "needs re-authorization" and deletes nothing.
 //!
 //! Every HTTP call has a timeout (the client's, and [`CALL_TIMEOUT`] per request).
 
 pub mod demo;
 pub mod oauth;
+mod unsaved;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -206,6 +209,8 @@ struct Inner {
     /// Demo mode: who a request without a session acts as.
     default_caller: Mutex<Option<Caller>>,
     counters: ZoomCounters,
+    /// Rotated pairs the store has not taken yet.
+    unsaved: unsaved::Unsaved,
 }
 
 impl ZoomClient {
@@ -219,6 +224,7 @@ impl ZoomClient {
                 refresh_locks: Mutex::default(),
                 default_caller: Mutex::default(),
                 counters: ZoomCounters::default(),
+                unsaved: unsaved::Unsaved::default(),
             }),
         }
     }
@@ -417,6 +423,7 @@ impl ZoomClient {
         let record = record.ok_or_else(|| {
             ZoomError::NeedsAuth("this Zoom account has not installed the app yet".into())
         })?;
+        let record = self.newest(record);
         if record.needs_auth {
             return Err(ZoomError::NeedsAuth(needs_auth_text(&record)));
         }
@@ -534,12 +541,16 @@ impl ZoomClient {
     }
 
     async fn refresh_locked(&self, stale: &TokenRecord) -> Result<TokenRecord, ZoomError> {
-        let current = self
-            .inner
-            .store
-            .load_tokens(&stale.account_id, &stale.user_id)
-            .await?
-            .ok_or_else(|| ZoomError::NeedsAuth("the Zoom authorization was removed".into()))?;
+        let id = self.inner.store.token_id(&stale.account_id, &stale.user_id);
+        let current = match self.inner.unsaved.get(&id) {
+            Some(held) => held,
+            None => self
+                .inner
+                .store
+                .load_tokens(&stale.account_id, &stale.user_id)
+                .await?
+                .ok_or_else(|| ZoomError::NeedsAuth("the Zoom authorization was removed".into()))?,
+        };
         if current.needs_auth {
             return Err(ZoomError::NeedsAuth(needs_auth_text(&current)));
         }
@@ -560,8 +571,16 @@ impl ZoomClient {
         {
             Ok(tokens) => {
                 let record = record_from(tokens, &current.account_id, &current.user_id);
-                // Persist the rotated pair before anyone uses it.
-                self.save_with_retry(&record, false).await?;
+                // Persist the rotated pair before anyone uses it; the old
+                // one is dead at Zoom, so if the store refuses it is held
+                // and stored later — never dropped.
+                if let Err(e) = self.save_with_retry(&record, false).await {
+                    tracing::error!(error = %e, "storing refreshed tokens failed; holding them and retrying");
+                    self.inner.unsaved.hold(&id, record.clone());
+                    self.keep_saving(id, record.clone());
+                } else {
+                    self.inner.unsaved.stored(&id, &record);
+                }
                 tracing::info!("Zoom access token refreshed");
                 Ok(record)
             }
@@ -589,6 +608,52 @@ impl ZoomClient {
                 Err(e)
             }
         }
+    }
+}
+
+impl ZoomClient {
+    /// `stored`, or the newer pair held in memory for the same user.
+    fn newest(&self, stored: TokenRecord) -> TokenRecord {
+        let id = self
+            .inner
+            .store
+            .token_id(&stored.account_id, &stored.user_id);
+        self.inner.unsaved.get(&id).unwrap_or(stored)
+    }
+
+    /// Store a held pair in the background until the store takes it (or a
+    /// newer pair, or a deauthorization, replaces it).
+    fn keep_saving(&self, id: String, record: TokenRecord) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            while this.inner.unsaved.is_current(&id, &record) {
+                match this.inner.store.update_tokens(&record).await {
+                    Ok(()) => {
+                        if this.inner.unsaved.stored(&id, &record) {
+                            tracing::info!("held Zoom tokens are stored now");
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(error = %e, failures, "storing held Zoom tokens failed; will retry");
+                        tokio::time::sleep(crate::inbox::backoff(failures)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Rotated pairs held in memory because the store refused them.
+    pub fn unsaved_tokens(&self) -> usize {
+        self.inner.unsaved.count()
+    }
+
+    /// Forget a user's held pair (the app was deauthorized).
+    pub fn forget_user(&self, account_id: &str, user_id: &str) {
+        let id = self.inner.store.token_id(account_id, user_id);
+        self.inner.unsaved.forget(&id);
     }
 }
 

@@ -111,6 +111,21 @@ async fn every_route_not_on_the_anonymous_list_answers_401_to_an_anonymous_calle
         }
     }
     assert!(checked >= 5, "the table lists the data routes");
+    // A method a route does not take is refused, with a JSON reason.
+    for route in ROUTES {
+        let resp = call(
+            &app.client,
+            &app.base,
+            "DELETE",
+            route.path,
+            Some(&app.admin_token),
+        )
+        .await;
+        let status = resp.status();
+        assert!(status.is_client_error(), "DELETE {}: {status}", route.path);
+        let body: Value = resp.json().await.expect("a JSON reason");
+        assert!(body["error"].is_string(), "DELETE {}: {body}", route.path);
+    }
     app.shutdown().await;
 }
 

@@ -447,7 +447,24 @@ async fn silent_and_dripping_connections_are_closed_within_the_header_timeout() 
         answer.starts_with("HTTP/1.1 408") || answer.starts_with("HTTP/1.1 400"),
         "{answer}"
     );
+    assert!(
+        answer.contains("application/json"),
+        "a JSON reason: {answer}"
+    );
     assert!(start.elapsed() < Duration::from_secs(3));
+
+    // A live feed is a response in progress, not an idle connection: it
+    // outlives the header timeout.
+    let mut feed = app.events(None).await;
+    assert_eq!(feed.next().await.expect("snapshot").event, "snapshot");
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_millis(1200) {
+        assert!(feed.next_within(Duration::from_millis(200)).await.is_none());
+    }
+    app.state
+        .bus
+        .status(None, zcc_rtms::status::Level::Info, "still here");
+    feed.wait_for_status("still here").await;
     app.shutdown().await;
 }
 

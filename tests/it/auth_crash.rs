@@ -288,6 +288,7 @@ async fn tokens_refreshed_just_before_a_kill_9_survive_on_redis_even_when_redis_
 
     let backend = Backend::Redis {
         url: Secret::new(redis.url()),
+        ca_cert: None,
     };
     let store = Store::open(&backend, &TokenKey::new(secrets.key), DEFAULT_PREFIX)
         .await

@@ -51,17 +51,21 @@ async fn burst(sim: &Sim, bases: &[String], ids: &[String], concurrency: usize) 
     assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
 }
 
-/// The active engagement ids `base` lists (to the operator: all of them).
-pub(crate) async fn active_ids(http: &reqwest::Client, base: &str) -> Option<HashSet<String>> {
-    let v: Value = http
-        .get(format!("{base}/api/engagement/active"))
+/// GET `url` as the operator; the JSON body, if any.
+async fn operator_json(http: &reqwest::Client, url: String) -> Option<Value> {
+    http.get(url)
         .bearer_auth(OPERATOR_TOKEN)
         .send()
         .await
         .ok()?
         .json()
         .await
-        .ok()?;
+        .ok()
+}
+
+/// The active engagement ids `base` lists (to the operator: all of them).
+pub(crate) async fn active_ids(http: &reqwest::Client, base: &str) -> Option<HashSet<String>> {
+    let v = operator_json(http, format!("{base}/api/engagement/active")).await?;
     Some(
         v["engagements"]
             .as_array()?
@@ -152,15 +156,9 @@ async fn pending_by_consumer(redis: &RedisServer) -> Vec<(String, usize)> {
 }
 
 async fn instance_name(sim: &Sim, base: &str) -> String {
-    let v: Value = sim
-        .http
-        .get(format!("{base}/ready"))
-        .send()
+    let v = operator_json(&sim.http, format!("{base}/ready"))
         .await
-        .expect("ready")
-        .json()
-        .await
-        .expect("json");
+        .expect("ready");
     v["instance"].as_str().expect("instance").to_owned()
 }
 
@@ -231,16 +229,8 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
     .await;
     // Each effect once: one "Engagement started" line per engagement.
     for id in ids.iter().step_by(10) {
-        let v: Value = sim
-            .http
-            .get(format!("{}/api/webhooks/events?engagement_id={id}", a.base))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
-            .await
-            .expect("events")
-            .json()
-            .await
-            .expect("json");
+        let url = format!("{}/api/webhooks/events?engagement_id={id}", a.base);
+        let v = operator_json(&sim.http, url).await.expect("events");
         let starts = v["events"]
             .as_array()
             .expect("events")
@@ -269,16 +259,7 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
     eventually("three streams, one consumer each", || async {
         let mut active = 0;
         for base in [&a.base, &b.base] {
-            let v: Value = sim
-                .http
-                .get(format!("{base}/api/stats"))
-                .bearer_auth(OPERATOR_TOKEN)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v = operator_json(&sim.http, format!("{base}/api/stats")).await?;
             active += v["streams_active"].as_u64()?;
         }
         (active == 3 && stat("/signaling/open") == 3 && stat("/signaling/total") == 3).then_some(())

@@ -2,6 +2,7 @@
 
 mod helpers;
 mod redis_server;
+mod redis_tls;
 
 mod access;
 mod access_edge;
@@ -15,12 +16,15 @@ mod browser_driver;
 mod cli;
 mod context;
 mod control;
+mod deauth;
 mod deploy;
 mod fixtures;
 mod flow;
+mod fuzz;
 mod http;
 mod inbox;
 mod lifecycle;
+mod metrics;
 mod ownership;
 mod resilience;
 mod sim_buffer;
@@ -31,4 +35,6 @@ mod sim_rtms;
 mod sim_support;
 mod sim_webhooks;
 mod store;
+mod store_faults;
+mod token_faults;
 mod webhooks;

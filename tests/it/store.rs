@@ -48,6 +48,7 @@ impl Fixture {
                 };
                 let backend = Backend::Redis {
                     url: Secret::new(server.url()),
+                    ca_cert: None,
                 };
                 (backend, None, Some(server))
             }
@@ -127,6 +128,7 @@ on_both_stores!(
     oauth_verifiers_are_taken_at_most_once,
     stream_leases_belong_to_one_owner_until_released_or_expired,
     engagements_are_listed_while_active,
+    the_agent_and_account_indexes_hold_only_their_own_active_engagements,
     refresh_locks_exclude_other_owners,
 );
 
@@ -323,6 +325,56 @@ async fn engagements_are_listed_while_active(f: Fixture) {
         s.load_engagement("E1").await.expect("load"),
         Some(e("E1", Some(20)))
     );
+}
+
+async fn the_agent_and_account_indexes_hold_only_their_own_active_engagements(f: Fixture) {
+    use zcc_rtms::store::ActiveIndex;
+    let s = &f.store;
+    let e = |id: &str, account: &str, agent: Option<&str>, ended: Option<i64>| Engagement {
+        engagement_id: id.into(),
+        agent_user_id: agent.map(Into::into),
+        account_id: Some(account.into()),
+        started_at_ms: 10,
+        ended_at_ms: ended,
+    };
+    for (id, account, agent) in [
+        ("E1", "A", Some("ann")),
+        ("E2", "A", Some("bob")),
+        ("E3", "A", None),
+        ("E4", "B", Some("cat")),
+        ("E5", "A", Some("ann")),
+    ] {
+        s.save_engagement(&e(id, account, agent, None))
+            .await
+            .expect("save");
+    }
+    let ids = |index: ActiveIndex<'static>| async move {
+        let mut ids: Vec<String> = s
+            .active_engagements_in(index)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|e| e.engagement_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(ActiveIndex::Agent("ann")).await, ["E1", "E5"]);
+    assert_eq!(ids(ActiveIndex::Agent("cat")).await, ["E4"]);
+    assert!(ids(ActiveIndex::Agent("nobody")).await.is_empty());
+    assert_eq!(
+        ids(ActiveIndex::Account("A")).await,
+        ["E1", "E2", "E3", "E5"]
+    );
+    assert_eq!(ids(ActiveIndex::Account("B")).await, ["E4"]);
+    assert_eq!(ids(ActiveIndex::All).await.len(), 5);
+    // An ended engagement leaves every index it was in.
+    s.save_engagement(&e("E1", "A", Some("ann"), Some(20)))
+        .await
+        .expect("save");
+    assert_eq!(ids(ActiveIndex::Agent("ann")).await, ["E5"]);
+    assert_eq!(ids(ActiveIndex::Account("A")).await, ["E2", "E3", "E5"]);
+    assert_eq!(ids(ActiveIndex::All).await.len(), 4);
 }
 
 async fn refresh_locks_exclude_other_owners(f: Fixture) {

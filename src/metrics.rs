@@ -1,0 +1,426 @@
+//! Prometheus metrics: every metric name (in [`names`], all `zcc_rtms_`),
+//! their labels (closed sets: event kinds, outcomes, reasons, backends —
+//! never an engagement, stream, account or user id), and the text
+//! exposition served at `GET /metrics`.
+//!
+//! Cheap where it matters: what other modules already count (the RTMS
+//! engine's frames and reconnects, the Zoom client's refreshes, the live
+//! feed's subscribers, the inbox's depth) is read when Prometheus scrapes,
+//! never added to a shared registry per frame. Only events nothing else
+//! counts (webhooks and their answer time, store calls on the webhook path,
+//! status-bus lag) are counted here as they happen. Never serves HTTP.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::webhook::WebhookEvent;
+
+/// Every metric's name. Counters are exposed with `_total` appended;
+/// histograms as `_bucket`, `_sum`, `_count`.
+pub mod names {
+    pub const WEBHOOKS_RECEIVED: &str = "zcc_rtms_webhooks_received";
+    pub const WEBHOOK_ANSWER_SECONDS: &str = "zcc_rtms_webhook_answer_seconds";
+    pub const INBOX_DEPTH: &str = "zcc_rtms_inbox_depth";
+    pub const STREAMS_ACTIVE: &str = "zcc_rtms_rtms_streams_active";
+    pub const SESSIONS_STARTED: &str = "zcc_rtms_rtms_sessions_started";
+    pub const SESSIONS_FAILED: &str = "zcc_rtms_rtms_sessions_failed";
+    pub const FRAMES: &str = "zcc_rtms_rtms_frames";
+    pub const TRANSCRIPT_LINES: &str = "zcc_rtms_rtms_transcript_lines";
+    pub const RECONNECTS: &str = "zcc_rtms_rtms_reconnects";
+    pub const HANDSHAKE_FAILURES: &str = "zcc_rtms_rtms_handshake_failures";
+    pub const LEASE_TAKEOVERS: &str = "zcc_rtms_rtms_lease_takeovers";
+    pub const STATUS_BUS_LAGGED: &str = "zcc_rtms_status_bus_lagged_events";
+    pub const SSE_SUBSCRIBERS: &str = "zcc_rtms_sse_subscribers";
+    pub const STORE_OPERATION_SECONDS: &str = "zcc_rtms_store_operation_seconds";
+    pub const STORE_ERRORS: &str = "zcc_rtms_store_errors";
+    pub const TOKEN_REFRESHES: &str = "zcc_rtms_token_refreshes";
+}
+
+/// The content type of the exposition (OpenMetrics text, which Prometheus
+/// asks for and parses).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What became of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebhookOutcome {
+    /// Stored in the inbox (answered 200).
+    Stored,
+    /// Already stored once (answered 200, not stored again).
+    Duplicate,
+    /// Zoom's URL validation, answered.
+    Validated,
+    /// Signature or timestamp wrong (401).
+    Rejected,
+    /// Not a webhook we can read (400), or too large (413).
+    Malformed,
+    /// Could not be stored, or shutting down (503: Zoom retries).
+    Unavailable,
+}
+
+impl WebhookOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Duplicate => "duplicate",
+            Self::Validated => "validated",
+            Self::Rejected => "rejected",
+            Self::Malformed => "malformed",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The `event` label of a webhook: its kind, `other` for events the app does
+/// not act on, `unknown` when it could not be read or verified.
+pub fn webhook_event_label(event: Option<&WebhookEvent>) -> &'static str {
+    match event {
+        None => "unknown",
+        Some(WebhookEvent::UrlValidation { .. }) => "endpoint.url_validation",
+        Some(WebhookEvent::EngagementStarted { .. }) => "engagement_started",
+        Some(WebhookEvent::EngagementEnded { .. }) => "engagement_ended",
+        Some(WebhookEvent::RtmsStarted { .. }) => "voice_rtms_started",
+        Some(WebhookEvent::RtmsStopped { .. }) => "voice_rtms_stopped",
+        Some(WebhookEvent::RtmsInterrupted { .. }) => "voice_rtms_interrupted",
+        Some(WebhookEvent::AppDeauthorized { .. }) => "app_deauthorized",
+        Some(WebhookEvent::Other { .. }) => "other",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WebhookLabels {
+    event: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StoreLabels {
+    backend: &'static str,
+    operation: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConsumerLabels {
+    consumer: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Who read the status bus too slowly.
+#[derive(Debug, Clone, Copy)]
+pub enum BusConsumer {
+    /// A page's live feed (it gets a fresh snapshot).
+    Sse,
+    /// The Redis fan-out to other instances.
+    Fanout,
+}
+
+/// Store calls timed here (those on the webhook and readiness paths).
+#[derive(Debug, Clone, Copy)]
+pub enum StoreOp {
+    InboxAppend,
+    ReadyCheck,
+}
+
+/// Values owned elsewhere, read when Prometheus scrapes.
+#[derive(Debug, Clone, Default)]
+pub struct Scraped {
+    pub streams_active: u64,
+    pub sessions_started: u64,
+    pub sessions_failed: u64,
+    pub frames: u64,
+    pub transcript_lines: u64,
+    /// By the engine's closed set of reasons.
+    pub reconnects: Vec<(&'static str, u64)>,
+    /// By RTMS status name.
+    pub handshake_failures: Vec<(&'static str, u64)>,
+    pub lease_takeovers: u64,
+    pub sse_subscribers: u64,
+    /// None when the inbox did not answer in time.
+    pub inbox_depth: Option<u64>,
+    pub token_refreshes_ok: u64,
+    pub token_refreshes_failed: u64,
+}
+
+/// The metrics counted as they happen. Cheap to clone (shared handles).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    backend: &'static str,
+    webhooks: Family<WebhookLabels, Counter>,
+    webhook_seconds: Histogram,
+    store_seconds: Family<StoreLabels, Histogram>,
+    store_errors: Family<StoreLabels, Counter>,
+    bus_lagged: Family<ConsumerLabels, Counter>,
+    registry: std::sync::Arc<Registry>,
+}
+
+fn latency_buckets() -> Histogram {
+    // 0.5 ms … ~8 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0005, 2.0, 15,
+    ))
+}
+
+impl Metrics {
+    /// `backend`: `embedded` or `redis`, the store's label.
+    pub fn new(backend: &'static str) -> Self {
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        let webhook_seconds = latency_buckets();
+        let store_seconds =
+            Family::<StoreLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> _);
+        let store_errors = Family::<StoreLabels, Counter>::default();
+        let bus_lagged = Family::<ConsumerLabels, Counter>::default();
+        let mut registry = Registry::default();
+        registry.register(
+            names::WEBHOOKS_RECEIVED,
+            "Zoom webhooks received, by event and what became of them",
+            webhooks.clone(),
+        );
+        registry.register(
+            names::WEBHOOK_ANSWER_SECONDS,
+            "Time from a webhook's arrival to its answer, in seconds",
+            webhook_seconds.clone(),
+        );
+        registry.register(
+            names::STORE_OPERATION_SECONDS,
+            "Store calls on the webhook and readiness paths, in seconds",
+            store_seconds.clone(),
+        );
+        registry.register(
+            names::STORE_ERRORS,
+            "Store calls that failed, by backend and operation",
+            store_errors.clone(),
+        );
+        registry.register(
+            names::STATUS_BUS_LAGGED,
+            "Status events a slow consumer skipped (a page gets a fresh snapshot)",
+            bus_lagged.clone(),
+        );
+        Self {
+            backend,
+            webhooks,
+            webhook_seconds,
+            store_seconds,
+            store_errors,
+            bus_lagged,
+            registry: std::sync::Arc::new(registry),
+        }
+    }
+
+    pub fn webhook(&self, event: &'static str, outcome: WebhookOutcome, took: Duration) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                event,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.webhook_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn store_call(&self, op: StoreOp, took: Duration, ok: bool) {
+        let labels = StoreLabels {
+            backend: self.backend,
+            operation: match op {
+                StoreOp::InboxAppend => "inbox_append",
+                StoreOp::ReadyCheck => "ready_check",
+            },
+        };
+        self.store_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if !ok {
+            self.store_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// The lag counter of one consumer, to hand to it.
+    pub fn bus_lagged(&self, consumer: BusConsumer) -> Counter {
+        self.bus_lagged
+            .get_or_create(&ConsumerLabels {
+                consumer: match consumer {
+                    BusConsumer::Sse => "sse",
+                    BusConsumer::Fanout => "fanout",
+                },
+            })
+            .clone()
+    }
+
+    /// The whole exposition: what is counted here, then `scraped`.
+    pub fn render(&self, scraped: &Scraped) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail.
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &scraped_registry(scraped));
+        let _ = encode_eof(&mut out);
+        out
+    }
+}
+
+/// A registry of this scrape's values (fresh each time: the values are
+/// owned by other modules, which count them anyway).
+fn scraped_registry(s: &Scraped) -> Registry {
+    let mut r = Registry::default();
+    let gauge = |v: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        g
+    };
+    let counter = |v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        c
+    };
+    r.register(
+        names::STREAMS_ACTIVE,
+        "RTMS streams this instance consumes now",
+        gauge(s.streams_active),
+    );
+    r.register(
+        names::SESSIONS_STARTED,
+        "RTMS sessions started",
+        counter(s.sessions_started),
+    );
+    r.register(
+        names::SESSIONS_FAILED,
+        "RTMS sessions that gave up (refused for good or reconnection window spent)",
+        counter(s.sessions_failed),
+    );
+    let frames = Family::<KindLabels, Counter>::default();
+    frames
+        .get_or_create(&KindLabels { kind: "audio" })
+        .inc_by(s.frames);
+    r.register(names::FRAMES, "RTMS media frames received, by kind", frames);
+    r.register(
+        names::TRANSCRIPT_LINES,
+        "Transcript lines received",
+        counter(s.transcript_lines),
+    );
+    let reconnects = Family::<ReasonLabels, Counter>::default();
+    for (reason, n) in &s.reconnects {
+        reconnects
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(*n);
+    }
+    r.register(
+        names::RECONNECTS,
+        "RTMS reconnections, by why the connection ended",
+        reconnects,
+    );
+    let refused = Family::<StatusLabels, Counter>::default();
+    for (status, n) in &s.handshake_failures {
+        refused.get_or_create(&StatusLabels { status }).inc_by(*n);
+    }
+    r.register(
+        names::HANDSHAKE_FAILURES,
+        "RTMS handshakes Zoom refused, by RTMS status",
+        refused,
+    );
+    r.register(
+        names::LEASE_TAKEOVERS,
+        "Streams taken over from an instance that died (with Redis)",
+        counter(s.lease_takeovers),
+    );
+    r.register(
+        names::SSE_SUBSCRIBERS,
+        "Live feeds (pages) connected now",
+        gauge(s.sse_subscribers),
+    );
+    if let Some(depth) = s.inbox_depth {
+        r.register(
+            names::INBOX_DEPTH,
+            "Stored webhooks not yet applied",
+            gauge(depth),
+        );
+    }
+    let refreshes = Family::<OutcomeLabels, Counter>::default();
+    for (outcome, n) in [
+        ("ok", s.token_refreshes_ok),
+        ("failed", s.token_refreshes_failed),
+    ] {
+        refreshes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc_by(n);
+    }
+    r.register(
+        names::TOKEN_REFRESHES,
+        "Zoom token refreshes, by outcome",
+        refreshes,
+    );
+    r
+}
+
+/// Every family name in an exposition (`# TYPE name kind` lines).
+pub fn family_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_has_the_prefix_and_is_exposed_once() {
+        let m = Metrics::new("embedded");
+        m.webhook(
+            "voice_rtms_started",
+            WebhookOutcome::Stored,
+            Duration::from_millis(3),
+        );
+        m.store_call(StoreOp::InboxAppend, Duration::from_millis(1), false);
+        let _ = m.bus_lagged(BusConsumer::Sse);
+        let text = m.render(&Scraped {
+            inbox_depth: Some(2),
+            reconnects: vec![("connection_lost", 1)],
+            handshake_failures: vec![("INVALID_SIGNATURE", 1)],
+            ..Scraped::default()
+        });
+        let names = family_names(&text);
+        assert_eq!(names.len(), 16, "{text}");
+        for n in &names {
+            assert!(n.starts_with("zcc_rtms_"), "{n}");
+            assert_eq!(names.iter().filter(|m| *m == n).count(), 1, "{n} twice");
+        }
+        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains(
+            "zcc_rtms_webhooks_received_total{event=\"voice_rtms_started\",outcome=\"stored\"} 1"
+        ));
+        assert!(text.contains(
+            "zcc_rtms_store_errors_total{backend=\"embedded\",operation=\"inbox_append\"} 1"
+        ));
+        assert!(text.contains("zcc_rtms_inbox_depth 2"));
+    }
+
+    #[test]
+    fn an_inbox_that_did_not_answer_is_left_out_not_shown_as_zero() {
+        let text = Metrics::new("redis").render(&Scraped::default());
+        assert!(!text.contains(names::INBOX_DEPTH), "{text}");
+    }
+}

@@ -1,0 +1,178 @@
+//! `rediss://`: the app talks to a real `redis-server` listening with TLS
+//! only (`--port 0 --tls-port N`), whose certificate is signed by a CA this
+//! test makes; `REDIS_CA_CERT` names that CA. Without it (system roots) the
+//! server is refused; plain `redis://` to the TLS port does not work.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+use serde_json::json;
+use tokio::process::{Child, Command};
+use zcc_rtms::secret::Secret;
+use zcc_rtms::store::{Backend, DEFAULT_PREFIX, Store, TokenKey};
+
+use crate::helpers::{Options, TestApp, WAIT, eventually, now_secs};
+use crate::redis_server::REDIS_SERVER;
+
+struct TlsRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+    _child: Child,
+}
+
+impl TlsRedis {
+    async fn start() -> TlsRedis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "redis test CA");
+        let ca =
+            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        params.use_authority_key_identifier_extension = true;
+        let leaf = params.signed_by(&key, &ca).expect("leaf");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("ca.pem");
+        std::fs::write(dir.path().join("server.pem"), leaf.pem()).expect("server.pem");
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("key");
+
+        // A free port from the kernel, handed to redis-server.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(REDIS_SERVER)
+            .args(["--port", "0", "--bind", "127.0.0.1", "--tls-port"])
+            .arg(port.to_string())
+            .arg("--tls-cert-file")
+            .arg(dir.path().join("server.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.path().join("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.path().join("ca.pem"))
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn redis-server");
+        let server = TlsRedis {
+            dir,
+            port,
+            _child: child,
+        };
+        eventually("redis-server listens with TLS", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/", self.port)
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+async fn open(url: String, ca_cert: Option<PathBuf>) -> Result<Store, String> {
+    let backend = Backend::Redis {
+        url: Secret::new(url),
+        ca_cert,
+    };
+    tokio::time::timeout(
+        WAIT,
+        Store::open(&backend, &TokenKey::generate(), DEFAULT_PREFIX),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())?
+    .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_the_test_ca_works_and_is_refused_without_it() {
+    crate::helpers::init();
+    let redis = TlsRedis::start().await;
+    let store = open(redis.url(), Some(redis.ca()))
+        .await
+        .expect("TLS with the CA");
+    store
+        .check_write()
+        .await
+        .expect("a write round-trip over TLS");
+
+    let err = open(redis.url(), None)
+        .await
+        .expect_err("the system roots do not know the test CA");
+    assert!(!err.is_empty());
+    let plain = open(format!("redis://127.0.0.1:{}/", redis.port), None).await;
+    assert!(plain.is_err(), "the server speaks TLS only");
+}
+
+tokio::task_local! {
+    /// `Options::tweak` is a plain `fn`: the URL and CA reach it this way.
+    static TLS_REDIS: (String, PathBuf);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_stores_webhooks_and_fans_out_through_rediss() {
+    let redis = TlsRedis::start().await;
+    let opts = Options {
+        tweak: |args| {
+            let (url, ca) = TLS_REDIS.with(Clone::clone);
+            args.redis_url = Some(url);
+            args.redis_ca_cert = Some(ca);
+        },
+        ..Options::default()
+    };
+    let app = TLS_REDIS
+        .scope((redis.url(), redis.ca()), TestApp::spawn_with(opts))
+        .await;
+    assert_eq!(app.state.store.backend_name(), "redis");
+    let resp = app
+        .post_webhook(&json!({
+            "event": "contact_center.engagement_started",
+            "event_ts": now_secs() * 1000,
+            "payload": {"account_id": "acct1", "object": {"engagement_id": "E-tls"}}
+        }))
+        .await;
+    assert_eq!(resp.status(), 200);
+    eventually("the webhook took effect over TLS", || async {
+        let v = app.get_json("/api/engagement/active").await;
+        v["engagements"]
+            .as_array()?
+            .iter()
+            .any(|e| e["engagement_id"] == "E-tls")
+            .then_some(())
+    })
+    .await;
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), 200);
+    app.shutdown().await;
+}
