@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "| transport | streams | frames sent | frames counted | app CPU/frame (user+sys) | user | sys | RSS/stream | status p50 | status p99 | statuses lost | keep-alive p50 | keep-alive p99 | load avg |"
+        "| transport | streams | frames sent | frames counted | app CPU/frame (user+sys) | user | sys | RSS/stream | status p50 | status p99 | statuses lost | keep-alive p50 | keep-alive p99 | stand-in cores | load avg |"
     );
     println!(
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -382,12 +382,47 @@ fn spawn_app(args: &Args, n: usize, ca: Option<&std::path::Path>) -> anyhow::Res
     })
 }
 
-/// Statuses seen on the page's feed: latencies and counts per engagement.
+/// Latencies of the "Received N audio chunks" lines on the live feed.
 #[derive(Default)]
 struct Feed {
     latencies: Vec<Duration>,
-    received: HashMap<String, u64>,
-    stopped: usize,
+}
+
+/// The "Received N audio chunks" lines an engagement's history holds.
+async fn chunk_lines(http: &reqwest::Client, base: &str, engagement: &str) -> anyhow::Result<u64> {
+    let v: Value = http
+        .get(format!(
+            "{base}/api/webhooks/events?engagement_id={engagement}&limit=100"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(v["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|l| {
+                    l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("Received ") && m.ends_with(" audio chunks"))
+                })
+                .count() as u64
+        })
+        .unwrap_or(0))
+}
+
+async fn stats(http: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
+    Ok(http
+        .get(format!("{base}/api/stats"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
 }
 
 async fn follow(base: String, zoom: Arc<Zoom>, feed: Arc<Mutex<Feed>>) -> anyhow::Result<()> {
@@ -401,38 +436,42 @@ async fn follow(base: String, zoom: Arc<Zoom>, feed: Arc<Mutex<Feed>>) -> anyhow
     let mut buf = Vec::new();
     while let Some(chunk) = body.next().await {
         buf.extend_from_slice(&chunk?);
-        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-            let event: Vec<u8> = buf.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&event);
-            if !text.contains("event: status") {
+        let now = Instant::now();
+        // Every complete event in the buffer, then drop them at once.
+        let mut done = 0;
+        while let Some(end) = buf[done..].windows(2).position(|w| w == b"\n\n") {
+            let event = &buf[done..done + end];
+            done += end + 2;
+            if !event.starts_with(b"event: status") {
                 continue;
             }
-            let now = Instant::now();
+            let text = String::from_utf8_lossy(event);
             let Some(data) = text.lines().find_map(|l| l.strip_prefix("data:")) else {
                 continue;
             };
             let v: Value = serde_json::from_str(data.trim())?;
             let msg = v["message"].as_str().unwrap_or_default();
             let eng = v["engagement_id"].as_str().unwrap_or_default();
-            let mut f = feed.lock().expect("lock");
-            if msg == "RTMS stopped" {
-                f.stopped += 1;
-            } else if let Some(n) = msg
+            let Some(n) = msg
                 .strip_prefix("Received ")
                 .and_then(|r| r.strip_suffix(" audio chunks"))
                 .and_then(|n| n.parse::<u64>().ok())
-            {
-                *f.received.entry(eng.to_owned()).or_default() += 1;
-                let marks = zoom.marks.lock().expect("lock").get(eng).cloned();
-                let sent = marks.and_then(|m| {
-                    let i = (n / REPORT_EVERY).checked_sub(1)? as usize;
-                    m.lock().expect("lock").get(i).copied()
-                });
-                if let Some(sent) = sent {
-                    f.latencies.push(now.saturating_duration_since(sent));
-                }
+            else {
+                continue;
+            };
+            let marks = zoom.marks.lock().expect("lock").get(eng).cloned();
+            let sent = marks.and_then(|m| {
+                let i = (n / REPORT_EVERY).checked_sub(1)? as usize;
+                m.lock().expect("lock").get(i).copied()
+            });
+            if let Some(sent) = sent {
+                feed.lock()
+                    .expect("lock")
+                    .latencies
+                    .push(now.saturating_duration_since(sent));
             }
         }
+        buf.drain(..done);
     }
     Ok(())
 }
@@ -562,6 +601,8 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (u0, s0) = cpu_of(pid);
+    let (gu0, gs0) = cpu_of(std::process::id());
+    let t0 = Instant::now();
     let _ = start_tx.send(Some(
         tokio::time::Instant::now() + Duration::from_millis(100),
     ));
@@ -592,21 +633,32 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
         || zoom.done.load(Ordering::Relaxed) >= n,
     )
     .await?;
-    wait_until("every session ended", Duration::from_secs(30), || {
-        feed.lock().expect("lock").stopped >= n
-    })
-    .await?;
+    let ended = Instant::now() + Duration::from_secs(30);
+    while stats(&http, &app.base).await?["streams_active"].as_u64() != Some(0) {
+        anyhow::ensure!(Instant::now() < ended, "the sessions did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (u1, s1) = cpu_of(pid);
     if let Some(mut p) = profile {
         let _ = p.wait();
     }
-    let stats: Value = http
-        .get(format!("{}/api/stats", app.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let (gu1, gs1) = cpu_of(std::process::id());
+    let window = t0.elapsed().as_secs_f64();
+    let stats = stats(&http, &app.base).await?;
+    let expected = frames_per_stream / REPORT_EVERY;
+    let lost: u64 = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (http, base) = (http.clone(), app.base.clone());
+            async move {
+                let got = chunk_lines(&http, &base, &format!("bench-engagement-{i:05}")).await?;
+                anyhow::Ok(expected.saturating_sub(got))
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .sum::<anyhow::Result<u64>>()?;
     drop(app);
     server.abort();
 
@@ -615,21 +667,12 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     let per_frame = |secs: f64| secs * 1e6 / sent.max(1) as f64;
     let (user, sys) = (per_frame(u1 - u0), per_frame(s1 - s0));
     let mut f = std::mem::take(&mut *feed.lock().expect("lock"));
-    let expected = frames_per_stream / REPORT_EVERY;
-    let lost: u64 = (0..n)
-        .map(|i| {
-            let got = f
-                .received
-                .get(&format!("bench-engagement-{i:05}"))
-                .copied()
-                .unwrap_or(0);
-            expected.saturating_sub(got)
-        })
-        .sum();
     let mut ka = std::mem::take(&mut *zoom.keep_alive_rtt.lock().expect("lock"));
+    // Cores the stand-in Zoom (this process) used meanwhile.
+    let standin = (gu1 - gu0 + gs1 - gs0) / window;
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     Ok(format!(
-        "| {scheme} | {n} | {sent} | {counted} | {:.2} µs | {user:.2} µs | {sys:.2} µs | {:.1} KB | {} | {} | {lost} | {} | {} | {load} |",
+        "| {scheme} | {n} | {sent} | {counted} | {:.2} µs | {user:.2} µs | {sys:.2} µs | {:.1} KB | {} | {} | {lost} | {} | {} | {standin:.2} | {load} |",
         user + sys,
         (rss_busy - rss_idle) / n as f64,
         ms(percentile(&mut f.latencies, 0.5)),
