@@ -94,8 +94,8 @@ impl Dispatcher {
     }
 
     /// A user removed the app: delete their tokens (stored and held), stop
-    /// their browser sessions, and delete their engagements with everything
-    /// kept in memory about them. Idempotent; one status line for operators
+    /// their browser sessions, and delete their engagements (active and
+    /// ended) with everything kept in memory about them. Idempotent; one status line for operators
     /// (naming no one).
     async fn deauthorized(&self, account_id: &str, user_id: &str) -> Result<(), StoreError> {
         self.zoom.forget_user(account_id, user_id);
@@ -103,10 +103,11 @@ impl Dispatcher {
             .forget_user(account_id, user_id, now_ms())
             .await?;
         let mut gone = 0usize;
-        let theirs = self
+        let mut theirs = self
             .store
             .active_engagements_in(ActiveIndex::Agent(user_id))
             .await?;
+        theirs.extend(self.store.ended_engagements_of(user_id).await?);
         for e in theirs {
             self.rtms.stop_engagement(&e.engagement_id);
             self.bus.forget_engagement(&e.engagement_id);

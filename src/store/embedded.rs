@@ -333,6 +333,43 @@ impl Embedded {
         .await
     }
 
+    /// Drop the members of the sets named `{set_prefix}…` whose value under
+    /// `{key_prefix}{member}` is gone or expired (sets kept as an index of
+    /// expiring values). Returns how many went.
+    pub async fn prune_sets(
+        &self,
+        set_prefix: String,
+        key_prefix: String,
+    ) -> Result<usize, StoreError> {
+        self.write(move |tx| {
+            let kv = tx.open_table(KV)?;
+            let mut sets = tx.open_table(SETS)?;
+            let now = now_ms();
+            let mut dead = Vec::new();
+            for row in sets.range(set_prefix.as_str()..)? {
+                let (k, _) = row?;
+                let k = k.value();
+                if !k.starts_with(set_prefix.as_str()) {
+                    break;
+                }
+                let Some((_, member)) = k.split_once('\0') else {
+                    continue;
+                };
+                let live = kv
+                    .get(format!("{key_prefix}{member}").as_str())?
+                    .is_some_and(|v| decode(v.value(), now).is_some());
+                if !live {
+                    dead.push(k.to_owned());
+                }
+            }
+            for k in &dead {
+                sets.remove(k.as_str())?;
+            }
+            Ok(dead.len())
+        })
+        .await
+    }
+
     /// Delete every expired value; returns how many went.
     pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
         self.write(|tx| {
@@ -358,4 +395,42 @@ async fn run<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pruning_drops_set_members_whose_value_is_gone_or_expired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Embedded::open(dir.path()).await.expect("open");
+        let put = |k: &str, ttl| db.put(format!("v:{k}"), b"x".to_vec(), ttl);
+        put("live", None).await.expect("put");
+        put("later", Some(Duration::from_secs(3600)))
+            .await
+            .expect("put");
+        put("expired", Some(Duration::ZERO)).await.expect("put");
+        for member in ["live", "later", "expired", "missing"] {
+            db.set_add("idx:a".into(), member.into())
+                .await
+                .expect("add");
+        }
+        db.set_add("other".into(), "missing".into())
+            .await
+            .expect("add");
+        let gone = db
+            .prune_sets("idx:".into(), "v:".into())
+            .await
+            .expect("prune");
+        assert_eq!(gone, 2);
+        let mut left = db.set_members("idx:a".into()).await.expect("members");
+        left.sort();
+        assert_eq!(left, ["later", "live"]);
+        assert_eq!(
+            db.set_members("other".into()).await.expect("members"),
+            ["missing"],
+            "sets outside the prefix are untouched"
+        );
+    }
 }

@@ -205,7 +205,12 @@ impl Store {
     /// keys by itself). Returns how many went.
     pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
         match &self.inner {
-            Inner::Embedded(b) => b.sweep_expired().await,
+            Inner::Embedded(b) => {
+                let gone = b.sweep_expired().await?;
+                b.prune_sets(self.ended_set_prefix(), self.key("engagement", ""))
+                    .await?;
+                Ok(gone)
+            }
             Inner::Redis(_) => Ok(0),
         }
     }
@@ -420,6 +425,9 @@ impl Store {
         for set in self.indexes_of(engagement) {
             backend!(self.set_remove(set, id.clone()))?;
         }
+        if let Some(agent) = &engagement.agent_user_id {
+            backend!(self.set_remove(self.ended_set(agent), id.clone()))?;
+        }
         backend!(self.take(self.key("engagement", id))).map(drop)
     }
 
@@ -545,6 +553,20 @@ impl Store {
         }
     }
 
+    fn ended_set_prefix(&self) -> String {
+        format!("{}engagements:ended:agent:", self.prefix)
+    }
+
+    /// One agent's ended engagements: kept as long as an ended engagement
+    /// is, so removing the app can delete them too.
+    fn ended_set(&self, agent: &str) -> String {
+        format!(
+            "{}{}",
+            self.ended_set_prefix(),
+            self.sealer.key_id(&[agent])
+        )
+    }
+
     /// The indexes an engagement belongs in.
     fn indexes_of(&self, engagement: &Engagement) -> Vec<String> {
         let mut sets = vec![self.index_set(ActiveIndex::All)];
@@ -568,6 +590,14 @@ impl Store {
         } else {
             self.put_sealed(key, engagement, Some(ENDED_ENGAGEMENT_TTL))
                 .await?;
+            if let Some(agent) = &engagement.agent_user_id {
+                let set = self.ended_set(agent);
+                match &self.inner {
+                    // The embedded sweep drops members whose record expired.
+                    Inner::Embedded(b) => b.set_add(set, id.clone()).await?,
+                    Inner::Redis(b) => b.set_add_for(set, id.clone(), ENDED_ENGAGEMENT_TTL).await?,
+                }
+            }
             for set in self.indexes_of(engagement) {
                 backend!(self.set_remove(set, id.clone()))?;
             }
@@ -601,6 +631,26 @@ impl Store {
         for id in ids {
             match self.load_engagement(&id).await {
                 Ok(Some(e)) if e.is_active() && self.indexes_of(&e).contains(&set) => out.push(e),
+                Ok(_) => {
+                    backend!(self.set_remove(set.clone(), id))?;
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable engagement"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One agent's ended engagements still kept (unordered). Entries whose
+    /// record expired or moved are dropped on the way.
+    pub async fn ended_engagements_of(&self, agent: &str) -> Result<Vec<Engagement>, StoreError> {
+        let set = self.ended_set(agent);
+        let ids = backend!(self.set_members(set.clone()))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.load_engagement(&id).await {
+                Ok(Some(e)) if !e.is_active() && e.agent_user_id.as_deref() == Some(agent) => {
+                    out.push(e)
+                }
                 Ok(_) => {
                     backend!(self.set_remove(set.clone(), id))?;
                 }

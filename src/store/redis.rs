@@ -224,6 +224,26 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// Add to a set that expires `ttl` after its last addition (so every
+    /// member added is kept at least that long).
+    pub async fn set_add_for(
+        &self,
+        set: String,
+        member: String,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .sadd(&set, member)
+            .ignore()
+            .pexpire(&set, millis(ttl) as i64)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_remove(&self, set: String, member: String) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: i64 = c.srem(set, member).await?;

@@ -1,6 +1,6 @@
 //! `app_deauthorized`: a user removes the app. The webhook is verified like
 //! any other; that user's tokens, sessions and engagements are deleted (on
-//! either store), other users are untouched, and a replay changes nothing.
+//! either store; ended engagements too), other users are untouched, and a replay changes nothing.
 
 use serde_json::{Value, json};
 
@@ -56,6 +56,27 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
             .then_some(())
     })
     .await;
+    // An ended engagement each: kept for a day, but the leaver's must go too.
+    let mut ended = Vec::new();
+    for user in [&leaver.user_id, &stayer.user_id] {
+        let call = app
+            .sim
+            .create_engagement_for(user)
+            .await
+            .expect("engagement");
+        eventually("the engagement is known", || async {
+            engagement_known(app, &call).await.then_some(())
+        })
+        .await;
+        app.sim.end_engagement(&call).await.expect("end");
+        eventually("the engagement has ended", || async {
+            let e = app.state.store.load_engagement(&call).await.ok()??;
+            (!e.is_active()).then_some(())
+        })
+        .await;
+        ended.push(call);
+    }
+    let (leaver_ended, stayer_ended) = (ended[0].clone(), ended[1].clone());
     assert_eq!(
         status(app, Some(&leaver_cookie)).await["authenticated"],
         true
@@ -83,9 +104,19 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
             .load_tokens(&leaver.account_id, &leaver.user_id)
             .await
             .ok()?;
-        (tokens.is_none() && !engagement_known(app, &leaver_call).await).then_some(())
+        (tokens.is_none()
+            && !engagement_known(app, &leaver_call).await
+            && !engagement_known(app, &leaver_ended).await)
+            .then_some(())
     })
     .await;
+    assert!(
+        store
+            .ended_engagements_of(&leaver.user_id)
+            .await
+            .expect("read")
+            .is_empty()
+    );
     assert_eq!(
         store.account_of_user(&leaver.user_id).await.expect("read"),
         None
@@ -112,16 +143,18 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
         "the caller is nobody now"
     );
     assert_eq!(signed_in_only(stayer_cookie.clone()).await, 200);
-    let lines = app
-        .get_json(&format!("/api/webhooks/events?engagement_id={leaver_call}"))
-        .await;
-    let about_it = lines["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["engagement_id"] == leaver_call.as_str())
-        .count();
-    assert_eq!(about_it, 0, "nothing kept about it: {lines}");
+    for call in [&leaver_call, &leaver_ended] {
+        let lines = app
+            .get_json(&format!("/api/webhooks/events?engagement_id={call}"))
+            .await;
+        let about_it = lines["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["engagement_id"] == call.as_str())
+            .count();
+        assert_eq!(about_it, 0, "nothing kept about it: {lines}");
+    }
 
     // Others untouched.
     assert!(
@@ -132,6 +165,20 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
             .is_some()
     );
     assert!(engagement_known(app, &stayer_call).await);
+    assert!(engagement_known(app, &stayer_ended).await);
+    let stayer_history = app
+        .get_json(&format!(
+            "/api/webhooks/events?engagement_id={stayer_ended}"
+        ))
+        .await;
+    assert!(
+        stayer_history["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["engagement_id"] == stayer_ended.as_str()),
+        "the other user's ended engagement keeps its history: {stayer_history}"
+    );
     assert_eq!(
         status(app, Some(&stayer_cookie)).await["authenticated"],
         true
@@ -161,6 +208,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
     .await;
     assert!(!line[0].contains(&leaver.user_id), "names no one: {line:?}");
     assert!(engagement_known(app, &stayer_call).await);
+    assert!(engagement_known(app, &stayer_ended).await);
     // Installing again works, with a fresh session.
     let again = install(app, None).await;
     assert_eq!(status(app, Some(&again)).await["authenticated"], true);

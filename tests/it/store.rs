@@ -129,6 +129,7 @@ on_both_stores!(
     stream_leases_belong_to_one_owner_until_released_or_expired,
     engagements_are_listed_while_active,
     the_agent_and_account_indexes_hold_only_their_own_active_engagements,
+    an_agents_ended_engagements_are_indexed_until_deleted,
     refresh_locks_exclude_other_owners,
 );
 
@@ -327,6 +328,12 @@ async fn engagements_are_listed_while_active(f: Fixture) {
     );
 }
 
+fn sorted_ids(list: Vec<Engagement>) -> Vec<String> {
+    let mut ids: Vec<String> = list.into_iter().map(|e| e.engagement_id).collect();
+    ids.sort();
+    ids
+}
+
 async fn the_agent_and_account_indexes_hold_only_their_own_active_engagements(f: Fixture) {
     use zcc_rtms::store::ActiveIndex;
     let s = &f.store;
@@ -349,15 +356,7 @@ async fn the_agent_and_account_indexes_hold_only_their_own_active_engagements(f:
             .expect("save");
     }
     let ids = |index: ActiveIndex<'static>| async move {
-        let mut ids: Vec<String> = s
-            .active_engagements_in(index)
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|e| e.engagement_id)
-            .collect();
-        ids.sort();
-        ids
+        sorted_ids(s.active_engagements_in(index).await.expect("list"))
     };
     assert_eq!(ids(ActiveIndex::Agent("ann")).await, ["E1", "E5"]);
     assert_eq!(ids(ActiveIndex::Agent("cat")).await, ["E4"]);
@@ -375,6 +374,45 @@ async fn the_agent_and_account_indexes_hold_only_their_own_active_engagements(f:
     assert_eq!(ids(ActiveIndex::Agent("ann")).await, ["E5"]);
     assert_eq!(ids(ActiveIndex::Account("A")).await, ["E2", "E3", "E5"]);
     assert_eq!(ids(ActiveIndex::All).await.len(), 4);
+}
+
+async fn an_agents_ended_engagements_are_indexed_until_deleted(f: Fixture) {
+    let s = &f.store;
+    let e = |id: &str, agent: Option<&str>, ended: Option<i64>| Engagement {
+        engagement_id: id.into(),
+        agent_user_id: agent.map(Into::into),
+        account_id: Some("A".into()),
+        started_at_ms: 10,
+        ended_at_ms: ended,
+    };
+    for (id, agent, ended) in [
+        ("E1", Some("ann"), None),
+        ("E2", Some("ann"), None),
+        ("E3", Some("bob"), None),
+        ("E4", None, None),
+        ("E1", Some("ann"), Some(20)),
+        ("E3", Some("bob"), Some(20)),
+        ("E4", None, Some(20)),
+    ] {
+        s.save_engagement(&e(id, agent, ended)).await.expect("save");
+    }
+    let ended = |agent: &'static str| async move {
+        sorted_ids(s.ended_engagements_of(agent).await.expect("list"))
+    };
+    assert_eq!(ended("ann").await, ["E1"], "only ended ones, only hers");
+    assert_eq!(ended("bob").await, ["E3"]);
+    assert!(ended("nobody").await.is_empty());
+    // Saving an ended one again (a replay) does not duplicate it.
+    s.save_engagement(&e("E1", Some("ann"), Some(20)))
+        .await
+        .expect("save");
+    assert_eq!(ended("ann").await, ["E1"]);
+    s.delete_engagement(&e("E1", Some("ann"), Some(20)))
+        .await
+        .expect("delete");
+    assert!(ended("ann").await.is_empty());
+    assert!(s.load_engagement("E1").await.expect("read").is_none());
+    assert_eq!(ended("bob").await, ["E3"], "others keep theirs");
 }
 
 async fn refresh_locks_exclude_other_owners(f: Fixture) {
