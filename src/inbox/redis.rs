@@ -30,8 +30,9 @@ const ORDER_WAIT: Duration = Duration::from_secs(120);
 /// Consumers with nothing pending and idle this long are forgotten.
 const FORGET_CONSUMER_AFTER: Duration = Duration::from_secs(60 * 60);
 
-/// KEYS: dedup key, stream, engagement counter.
+/// KEYS: dedup key, stream, engagement counter, engagement done counter.
 /// ARGV: dedup TTL ms, sealed entry, counter TTL ms, engagement ('' none).
+/// A counter starting again (it expired) clears the done counter with it.
 const APPEND: &str = r"
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
   return false
@@ -40,6 +41,9 @@ local seq = 0
 if ARGV[4] ~= '' then
   seq = redis.call('INCR', KEYS[3])
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  if seq == 1 then
+    redis.call('DEL', KEYS[4])
+  end
 end
 return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2], 'g', ARGV[4], 's', seq)";
 
@@ -132,6 +136,7 @@ impl RedisInbox {
             .key(self.store.key("dedup", dedup))
             .key(&*self.stream)
             .key(self.counter("inbox-seq", engagement))
+            .key(self.counter("inbox-done", engagement))
             .arg(millis(DEDUP_TTL))
             .arg(self.store.seal_value(&self.seal_key, plain))
             .arg(millis(ENDED_ENGAGEMENT_TTL))

@@ -272,3 +272,64 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
     a.kill9().await;
     b.kill9().await;
 }
+
+tokio::task_local! {
+    /// `Options::tweak` is a plain `fn`: the data dir and key reach it this way.
+    static RESTART_AT: (std::path::PathBuf, String);
+}
+
+/// A graceful stop in the middle of a burst: what was answered 200 and not
+/// yet applied stays stored, the stop ends in bounded time, and the next
+/// start applies the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_leaves_unapplied_webhooks_for_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = (dir.path().join("data"), zcc_rtms::config::random_hex(32));
+    let opts = crate::helpers::Options {
+        tweak: |args| {
+            let (data, key) = RESTART_AT.with(Clone::clone);
+            args.data_dir = Some(data);
+            args.token_encryption_key = Some(key);
+        },
+        ..crate::helpers::Options::default()
+    };
+    let first = RESTART_AT
+        .scope(
+            at.clone(),
+            crate::helpers::TestApp::spawn_with(opts.clone()),
+        )
+        .await;
+    let ids = ids("STOP", 300);
+    let codes: Vec<u16> = futures_util::stream::iter(ids.iter())
+        .map(|id| {
+            let first = &first;
+            async move {
+                let event: Value = serde_json::from_slice(&started_body(id)).expect("json");
+                first.post_webhook(&event).await.status().as_u16()
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    tokio::time::timeout(WAIT, first.shutdown())
+        .await
+        .expect("the stop finishes the entry in hand and ends");
+
+    let second = RESTART_AT
+        .scope(at, crate::helpers::TestApp::spawn_with(opts))
+        .await;
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    eventually("every webhook answered 200 took effect", || async {
+        let v = second.get_json("/api/engagement/active").await;
+        let got: HashSet<String> = v["engagements"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["engagement_id"].as_str().map(str::to_owned))
+            .collect();
+        want.is_subset(&got).then_some(())
+    })
+    .await;
+    assert_eq!(second.state.inbox.backlog().await.expect("backlog"), 0);
+    second.shutdown().await;
+}
