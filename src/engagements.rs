@@ -48,6 +48,9 @@ pub fn is_stale(e: &Engagement, max_age: std::time::Duration, now_ms: i64) -> bo
     e.is_active() && now_ms.saturating_sub(e.started_at_ms) > age
 }
 
+/// How long one instance's claim to close a stale engagement holds.
+const STALE_CLAIM: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Clone)]
 pub struct Engagements {
     bus: StatusBus,
@@ -123,7 +126,10 @@ impl Engagements {
 
     /// Close the active engagements started more than `max_age` before
     /// `now_ms` (their `engagement_ended` never came), each with a status
-    /// line. Returns their ids.
+    /// line. Every instance runs this check on a shared store: each close is
+    /// claimed in the store first, so one instance closes it, once (a claim
+    /// left by an instance that died lapses and another closes it).
+    /// Returns the ids this call closed.
     pub async fn close_stale(
         &self,
         max_age: std::time::Duration,
@@ -131,7 +137,13 @@ impl Engagements {
     ) -> Result<Vec<String>, StoreError> {
         let mut closed = Vec::new();
         for e in self.store.active_engagements().await? {
-            if is_stale(&e, max_age, now_ms) && self.ended(&e.engagement_id, now_ms).await? {
+            if is_stale(&e, max_age, now_ms)
+                && self
+                    .store
+                    .first_seen(&format!("stale-close:{}", e.engagement_id), STALE_CLAIM)
+                    .await?
+                && self.ended(&e.engagement_id, now_ms).await?
+            {
                 tracing::warn!(engagement_id = %e.engagement_id, "engagement closed: no end reported");
                 self.bus.status(
                     Some(&e.engagement_id),

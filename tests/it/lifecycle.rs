@@ -1,5 +1,6 @@
 //! State that never grows without bound: engagements never reported ended
-//! are closed after their maximum age, with a status line.
+//! are closed after their maximum age, with a status line — once, when
+//! several instances share a store.
 
 use serde_json::json;
 
@@ -47,4 +48,49 @@ async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
     let v = app.get_json("/api/engagement/active").await;
     assert_eq!(v["active"], false, "{v}");
     app.shutdown().await;
+}
+
+/// Two instances on one Redis run the stale check at the same moment: each
+/// stale engagement is closed by one of them, with one status line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_redis_close_a_stale_engagement_once() {
+    use zcc_rtms::engagements::Engagements;
+    use zcc_rtms::status::StatusBus;
+    use zcc_rtms::store::{DEFAULT_PREFIX, Store};
+
+    let f = crate::store::Fixture::new(crate::store::Kind::Redis).await;
+    let other = Store::open(&f.backend, &f.key, DEFAULT_PREFIX)
+        .await
+        .expect("second instance's store");
+    let (bus_a, bus_b) = (StatusBus::new(), StatusBus::new());
+    let a = Engagements::new(bus_a.clone(), f.store.clone());
+    let b = Engagements::new(bus_b.clone(), other);
+    let ids: Vec<String> = (0..20).map(|i| format!("E-stale-{i}")).collect();
+    for id in &ids {
+        assert!(a.started(id, None, None, 1_000).await.expect("start"));
+    }
+    let max_age = std::time::Duration::from_secs(60);
+    let now = 1_000 + 61_000;
+    let (by_a, by_b) = tokio::join!(a.close_stale(max_age, now), b.close_stale(max_age, now));
+    let mut closed = [by_a.expect("check a"), by_b.expect("check b")].concat();
+    closed.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(closed, want, "each closed exactly once");
+    let closed_lines = |bus: &StatusBus| {
+        bus.snapshot()
+            .status
+            .iter()
+            .filter(|l| l.message.starts_with("Engagement closed: no end reported"))
+            .count()
+    };
+    assert_eq!(closed_lines(&bus_a) + closed_lines(&bus_b), ids.len());
+    assert!(a.active().await.expect("list").is_empty());
+    // A later check (the claim still held, or lapsed) closes nothing again.
+    assert!(
+        b.close_stale(max_age, now + 1)
+            .await
+            .expect("check")
+            .is_empty()
+    );
 }
