@@ -171,6 +171,14 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
+/// Whether the process is stopped by a signal (Linux `/proc`).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.trim_start().starts_with('T')))
+        .unwrap_or(false)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_taken_over() {
     let sim = Sim::start().await;
@@ -199,7 +207,17 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
             let pending = pending_by_consumer(&redis).await;
             if pending.iter().any(|(n, p)| *n == victim_name && *p > 0) {
                 signal(pid, "-STOP");
-                return;
+                eventually("the victim is stopped", || async {
+                    stopped(pid).then_some(())
+                })
+                .await;
+                // It may have finished them before the signal landed: once
+                // stopped, what it holds is settled; if nothing, go on.
+                let held = pending_by_consumer(&redis).await;
+                if held.iter().any(|(n, p)| *n == victim_name && *p > 0) {
+                    return;
+                }
+                signal(pid, "-CONT");
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
