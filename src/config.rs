@@ -453,62 +453,37 @@ impl Config {
             }
         };
         let mut rtms = RtmsConfig::default();
-        if let Some(raw) = args.max_streams.as_deref() {
-            rtms.max_streams = raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ConfigError::Malformed {
-                    var: "RTMS_MAX_STREAMS",
-                    reason: format!("{raw:?} is not a positive integer"),
-                })?;
+        if let Some(n) = at_least(
+            "RTMS_MAX_STREAMS",
+            args.max_streams.as_deref(),
+            1,
+            "a positive integer",
+        )? {
+            rtms.max_streams = n;
         }
-        if let Some(raw) = args.rtms_idle_timeout_ms.as_deref() {
-            rtms.idle_timeout = raw
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| *ms >= 100)
-                .map(Duration::from_millis)
-                .ok_or_else(|| ConfigError::Malformed {
-                    var: "RTMS_IDLE_TIMEOUT_MS",
-                    reason: format!("{raw:?} is not a number of milliseconds ≥ 100"),
-                })?;
+        let ms = |var, raw: &Option<String>, min: u64| {
+            let what = format!("a number of milliseconds ≥ {min}");
+            Ok::<_, ConfigError>(
+                at_least(var, raw.as_deref(), min, &what)?.map(Duration::from_millis),
+            )
+        };
+        if let Some(d) = ms("RTMS_IDLE_TIMEOUT_MS", &args.rtms_idle_timeout_ms, 100)? {
+            rtms.idle_timeout = d;
         }
-        if let Some(raw) = args.rtms_lease_ttl_ms.as_deref() {
-            rtms.lease_ttl = raw
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| *ms >= 300)
-                .map(Duration::from_millis)
-                .ok_or_else(|| ConfigError::Malformed {
-                    var: "RTMS_LEASE_TTL_MS",
-                    reason: format!("{raw:?} is not a number of milliseconds ≥ 300"),
-                })?;
+        if let Some(d) = ms("RTMS_LEASE_TTL_MS", &args.rtms_lease_ttl_ms, 300)? {
+            rtms.lease_ttl = d;
         }
         let mut inbox = crate::inbox::InboxConfig::default();
-        if let Some(raw) = args.inbox_claim_idle_ms.as_deref() {
-            inbox.claim_idle = raw
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| *ms >= 200)
-                .map(Duration::from_millis)
-                .ok_or_else(|| ConfigError::Malformed {
-                    var: "INBOX_CLAIM_IDLE_MS",
-                    reason: format!("{raw:?} is not a number of milliseconds ≥ 200"),
-                })?;
+        if let Some(d) = ms("INBOX_CLAIM_IDLE_MS", &args.inbox_claim_idle_ms, 200)? {
+            inbox.claim_idle = d;
         }
-        let engagement_max_age = match args.engagement_max_age_secs.as_deref() {
-            None => DEFAULT_ENGAGEMENT_MAX_AGE,
-            Some(raw) => raw
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s >= 1)
-                .map(Duration::from_secs)
-                .ok_or_else(|| ConfigError::Malformed {
-                    var: "ENGAGEMENT_MAX_AGE_SECS",
-                    reason: format!("{raw:?} is not a positive number of seconds"),
-                })?,
-        };
+        let engagement_max_age = at_least(
+            "ENGAGEMENT_MAX_AGE_SECS",
+            args.engagement_max_age_secs.as_deref(),
+            1,
+            "a positive number of seconds",
+        )?
+        .map_or(DEFAULT_ENGAGEMENT_MAX_AGE, Duration::from_secs);
         let redis_url = match args.redis_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(u) => {
@@ -613,6 +588,28 @@ fn opt_url(var: &'static str, raw: &Option<String>) -> Result<Option<Url>, Confi
             }
             Ok(Some(url))
         }
+    }
+}
+
+/// A number no smaller than `min`, or None when the variable is unset or
+/// blank; anything else names the variable and says what was expected.
+fn at_least<T: std::str::FromStr + PartialOrd>(
+    var: &'static str,
+    raw: Option<&str>,
+    min: T,
+    what: &str,
+) -> Result<Option<T>, ConfigError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse::<T>()
+            .ok()
+            .filter(|n| *n >= min)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Malformed {
+                var,
+                reason: format!("{s:?} is not {what}"),
+            }),
     }
 }
 
@@ -744,6 +741,41 @@ mod tests {
         assert!(!dbg.contains("\"secret\""), "{dbg}");
         assert!(!dbg.contains(&"s".repeat(32)), "{dbg}");
         assert!(!dbg.contains("171, 171"), "token key bytes leak: {dbg}");
+    }
+
+    #[test]
+    fn engine_numbers_below_their_minimum_name_the_variable_and_blank_means_the_default() {
+        for (var, set) in [
+            (
+                "RTMS_MAX_STREAMS",
+                (|a: &mut ServeArgs| a.max_streams = Some("0".into())) as fn(&mut ServeArgs),
+            ),
+            ("RTMS_IDLE_TIMEOUT_MS", |a| {
+                a.rtms_idle_timeout_ms = Some("99".into())
+            }),
+            ("RTMS_LEASE_TTL_MS", |a| {
+                a.rtms_lease_ttl_ms = Some("x".into())
+            }),
+            ("INBOX_CLAIM_IDLE_MS", |a| {
+                a.inbox_claim_idle_ms = Some("199".into())
+            }),
+            ("ENGAGEMENT_MAX_AGE_SECS", |a| {
+                a.engagement_max_age_secs = Some("-1".into())
+            }),
+        ] {
+            let mut args = creds();
+            set(&mut args);
+            let err = Config::from_args(&args).expect_err(var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
+        let mut args = creds();
+        args.rtms_lease_ttl_ms = Some(" ".into());
+        args.rtms_idle_timeout_ms = Some("100".into());
+        args.engagement_max_age_secs = Some("60".into());
+        let cfg = Config::from_args(&args).expect("valid");
+        assert_eq!(cfg.rtms.lease_ttl, RtmsConfig::default().lease_ttl);
+        assert_eq!(cfg.rtms.idle_timeout, Duration::from_millis(100));
+        assert_eq!(cfg.engagement_max_age, Duration::from_secs(60));
     }
 
     #[test]

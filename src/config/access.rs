@@ -68,22 +68,12 @@ fn list(raw: &str) -> Vec<String> {
 }
 
 /// A positive integer from `raw`, or `default` when unset.
-fn positive<T: std::str::FromStr + PartialOrd + Default>(
+fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(
     var: &'static str,
     raw: Option<&str>,
     default: T,
 ) -> Result<T, ConfigError> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(default),
-        Some(s) => s
-            .parse::<T>()
-            .ok()
-            .filter(|n| *n > T::default())
-            .ok_or_else(|| ConfigError::Malformed {
-                var,
-                reason: format!("{s:?} is not a positive integer"),
-            }),
-    }
+    Ok(super::at_least(var, raw, T::from(1), "a positive integer")?.unwrap_or(default))
 }
 
 pub(super) fn access_config(args: &ServeArgs) -> Result<AccessConfig, ConfigError> {
