@@ -59,11 +59,8 @@ async fn a_refresh_whose_save_fails_is_held_used_and_stored_later_and_the_user_s
     let app = &rig.app;
     let cookie = install(app, None).await;
     let user = app.sim.default_user();
-    let engagement = app
-        .sim
-        .create_engagement_for(&user.user_id)
-        .await
-        .expect("engagement");
+    // Known to the app before the store starts refusing token writes.
+    let engagement = new_engagement(app, Some(&user.user_id)).await;
     let before = app
         .state
         .store
