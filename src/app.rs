@@ -101,6 +101,20 @@ impl App {
         let bus = StatusBus::new();
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let metrics = crate::metrics::Metrics::new(store.backend_name());
+        let sink = match &config.sink {
+            Some(sink) => crate::sink::start(
+                sink,
+                config.redis_ca_cert.as_deref(),
+                &config.store_prefix,
+                &bus,
+                metrics.sink_counters(),
+                cancel.clone(),
+                &tracker,
+            )
+            .context("starting the downstream feed")?,
+            None => None,
+        };
         let rtms = RtmsManager::new(
             SessionDeps {
                 client_id: config.zoom.client_id.clone(),
@@ -109,6 +123,7 @@ impl App {
                 bus: bus.clone(),
                 config: config.rtms.clone(),
                 counters: Default::default(),
+                sink,
             },
             cancel.child_token(),
             tracker.clone(),
@@ -118,7 +133,7 @@ impl App {
             }),
         );
         let state = AppState {
-            metrics: crate::metrics::Metrics::new(store.backend_name()),
+            metrics,
             cookie_key: crate::session::cookie_key(&config.session_secret),
             edge: crate::http::edge::Edge::new(&config.edge),
             engagements: Engagements::new(bus.clone(), store.clone()),

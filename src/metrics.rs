@@ -41,6 +41,8 @@ pub mod names {
     pub const STORE_OPERATION_SECONDS: &str = "zcc_rtms_store_operation_seconds";
     pub const STORE_ERRORS: &str = "zcc_rtms_store_errors";
     pub const TOKEN_REFRESHES: &str = "zcc_rtms_token_refreshes";
+    pub const SINK_PUBLISHED: &str = "zcc_rtms_sink_published";
+    pub const SINK_DROPPED: &str = "zcc_rtms_sink_dropped";
 }
 
 /// The content type of the exposition (OpenMetrics text, which Prometheus
@@ -116,6 +118,11 @@ struct KindLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SinkStreamLabels {
+    stream: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -175,6 +182,7 @@ pub struct Metrics {
     store_seconds: Family<StoreLabels, Histogram>,
     store_errors: Family<StoreLabels, Counter>,
     bus_lagged: Family<ConsumerLabels, Counter>,
+    sink: crate::sink::SinkCounters,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -194,7 +202,30 @@ impl Metrics {
             Family::<StoreLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> _);
         let store_errors = Family::<StoreLabels, Counter>::default();
         let bus_lagged = Family::<ConsumerLabels, Counter>::default();
+        // `get_or_create_owned`: a guard of `get_or_create` held while
+        // creating a second label set deadlocks the family's lock.
+        let sink_published = Family::<SinkStreamLabels, Counter>::default();
+        let published = |stream| sink_published.get_or_create_owned(&SinkStreamLabels { stream });
+        let sink_dropped = Family::<ReasonLabels, Counter>::default();
+        let dropped = |reason| sink_dropped.get_or_create_owned(&ReasonLabels { reason });
+        let sink = crate::sink::SinkCounters {
+            events_published: published("events"),
+            audio_published: published("audio"),
+            dropped_queue_full: dropped("queue_full"),
+            dropped_lagged: dropped("lagged"),
+            dropped_redis: dropped("redis"),
+        };
         let mut registry = Registry::default();
+        registry.register(
+            names::SINK_PUBLISHED,
+            "Entries appended to the downstream feed (SINK_REDIS_URL), by stream",
+            sink_published.clone(),
+        );
+        registry.register(
+            names::SINK_DROPPED,
+            "Entries the downstream feed dropped: queue full, fell behind, or Redis did not take them",
+            sink_dropped.clone(),
+        );
         registry.register(
             names::WEBHOOKS_RECEIVED,
             "Zoom webhooks received, by event and what became of them",
@@ -227,6 +258,7 @@ impl Metrics {
             store_seconds,
             store_errors,
             bus_lagged,
+            sink,
             registry: std::sync::Arc::new(registry),
         }
     }
@@ -255,6 +287,11 @@ impl Metrics {
         if !ok {
             self.store_errors.get_or_create(&labels).inc();
         }
+    }
+
+    /// The downstream feed's counters, to hand to it.
+    pub fn sink_counters(&self) -> crate::sink::SinkCounters {
+        self.sink.clone()
     }
 
     /// The lag counter of one consumer, to hand to it.
@@ -403,7 +440,7 @@ mod tests {
             ..Scraped::default()
         });
         let names = family_names(&text);
-        assert_eq!(names.len(), 16, "{text}");
+        assert_eq!(names.len(), 18, "{text}");
         for n in &names {
             assert!(n.starts_with("zcc_rtms_"), "{n}");
             assert_eq!(names.iter().filter(|m| *m == n).count(), 1, "{n} twice");

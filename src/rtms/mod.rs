@@ -44,6 +44,8 @@ pub struct SessionDeps {
     pub bus: StatusBus,
     pub config: RtmsConfig,
     pub counters: Arc<EngineCounters>,
+    /// Where audio frames are copied for the downstream feed (`SINK_AUDIO`).
+    pub sink: Option<crate::sink::AudioTap>,
 }
 
 /// Engine-wide counters. Sessions add to them a few times a second, never
