@@ -160,9 +160,14 @@ impl RtmsManager {
                         claimed
                     }
                 };
+                let counters = &manager.inner.deps.counters;
+                if held.is_some() {
+                    counters.leases_held.fetch_add(1, Ordering::Relaxed);
+                }
                 let outcome: Outcome = session.run().await;
                 if let Some(held) = held {
                     held.release().await;
+                    counters.leases_held.fetch_sub(1, Ordering::Relaxed);
                 }
                 if matches!(outcome, Outcome::Failed(_)) {
                     manager
