@@ -44,6 +44,8 @@ pub struct SessionDeps {
     pub bus: StatusBus,
     pub config: RtmsConfig,
     pub counters: Arc<EngineCounters>,
+    /// Call recording (`RECORDINGS_DIR`); None when off.
+    pub recorder: Option<crate::recording::Recorder>,
 }
 
 /// Engine-wide counters. Sessions add to them a few times a second, never

@@ -190,6 +190,7 @@ impl Rig {
             bus: bus.clone(),
             config: RtmsConfig::default(),
             counters: counters.clone(),
+            recorder: None,
         };
         let spec = StreamSpec {
             engagement_id: "E1".into(),
