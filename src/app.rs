@@ -109,6 +109,19 @@ impl App {
             )?),
             None => None,
         };
+        let sink = match &config.sink {
+            Some(sink) => crate::sink::start(
+                sink,
+                config.redis_ca_cert.as_deref(),
+                &config.store_prefix,
+                &bus,
+                metrics.sink_counters(),
+                cancel.clone(),
+                &tracker,
+            )
+            .context("starting the downstream feed")?,
+            None => None,
+        };
         let rtms = RtmsManager::new(
             SessionDeps {
                 client_id: config.zoom.client_id.clone(),
@@ -118,6 +131,7 @@ impl App {
                 config: config.rtms.clone(),
                 counters: Default::default(),
                 recorder,
+                sink,
             },
             cancel.child_token(),
             tracker.clone(),

@@ -22,6 +22,7 @@ pub mod rtms;
 pub mod secret;
 pub mod session;
 pub mod sim;
+pub mod sink;
 pub mod status;
 pub mod store;
 pub mod telemetry;

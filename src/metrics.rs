@@ -46,6 +46,8 @@ pub mod names {
     pub const RECORDING_BYTES_WRITTEN: &str = "zcc_rtms_recording_bytes_written";
     pub const RECORDING_WRITE_ERRORS: &str = "zcc_rtms_recording_write_errors";
     pub const RECORDING_FILES_DELETED: &str = "zcc_rtms_recording_files_deleted";
+    pub const SINK_PUBLISHED: &str = "zcc_rtms_sink_published";
+    pub const SINK_DROPPED: &str = "zcc_rtms_sink_dropped";
 }
 
 /// The content type of the exposition (OpenMetrics text, which Prometheus
@@ -121,6 +123,11 @@ struct KindLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SinkStreamLabels {
+    stream: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -181,6 +188,7 @@ pub struct Metrics {
     store_errors: Family<StoreLabels, Counter>,
     bus_lagged: Family<ConsumerLabels, Counter>,
     recording: crate::recording::RecordingCounters,
+    sink: crate::sink::SinkCounters,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -200,8 +208,31 @@ impl Metrics {
             Family::<StoreLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> _);
         let store_errors = Family::<StoreLabels, Counter>::default();
         let bus_lagged = Family::<ConsumerLabels, Counter>::default();
+        // `get_or_create_owned`: a guard of `get_or_create` held while
+        // creating a second label set deadlocks the family's lock.
+        let sink_published = Family::<SinkStreamLabels, Counter>::default();
+        let published = |stream| sink_published.get_or_create_owned(&SinkStreamLabels { stream });
+        let sink_dropped = Family::<ReasonLabels, Counter>::default();
+        let dropped = |reason| sink_dropped.get_or_create_owned(&ReasonLabels { reason });
+        let sink = crate::sink::SinkCounters {
+            events_published: published("events"),
+            audio_published: published("audio"),
+            dropped_queue_full: dropped("queue_full"),
+            dropped_lagged: dropped("lagged"),
+            dropped_redis: dropped("redis"),
+        };
         let mut registry = Registry::default();
         let recording = register_recording(&mut registry);
+        registry.register(
+            names::SINK_PUBLISHED,
+            "Entries appended to the downstream feed (SINK_REDIS_URL), by stream",
+            sink_published.clone(),
+        );
+        registry.register(
+            names::SINK_DROPPED,
+            "Entries the downstream feed dropped: queue full, fell behind, or Redis did not take them",
+            sink_dropped.clone(),
+        );
         registry.register(
             names::WEBHOOKS_RECEIVED,
             "Zoom webhooks received, by event and what became of them",
@@ -235,6 +266,7 @@ impl Metrics {
             store_errors,
             bus_lagged,
             recording,
+            sink,
             registry: std::sync::Arc::new(registry),
         }
     }
@@ -268,6 +300,11 @@ impl Metrics {
         if !ok {
             self.store_errors.get_or_create(&labels).inc();
         }
+    }
+
+    /// The downstream feed's counters, to hand to it.
+    pub fn sink_counters(&self) -> crate::sink::SinkCounters {
+        self.sink.clone()
     }
 
     /// The lag counter of one consumer, to hand to it.
@@ -457,7 +494,7 @@ mod tests {
             ..Scraped::default()
         });
         let names = family_names(&text);
-        assert_eq!(names.len(), 21, "{text}");
+        assert_eq!(names.len(), 23, "{text}");
         for n in &names {
             assert!(n.starts_with("zcc_rtms_"), "{n}");
             assert_eq!(names.iter().filter(|m| *m == n).count(), 1, "{n} twice");

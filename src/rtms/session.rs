@@ -737,6 +737,9 @@ impl<C: Connect> Session<C> {
                 }
             }
         }
+        if let Some(sink) = &self.deps.sink {
+            sink.frame(&self.spec, frame, self.meter.frames());
+        }
     }
 
     fn transcript(&mut self, t: protocol::TranscriptFrame) {

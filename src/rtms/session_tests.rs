@@ -191,6 +191,7 @@ impl Rig {
             config: RtmsConfig::default(),
             counters: counters.clone(),
             recorder: None,
+            sink: None,
         };
         let spec = StreamSpec {
             engagement_id: "E1".into(),

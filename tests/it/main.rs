@@ -35,6 +35,7 @@ mod sim_http;
 mod sim_rtms;
 mod sim_support;
 mod sim_webhooks;
+mod sink;
 mod store;
 mod store_faults;
 mod token_faults;
