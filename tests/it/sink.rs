@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use zcc_rtms::sim::audio;
 
 use crate::auth_harness::new_engagement;
-use crate::helpers::{Options, Sse, TestApp};
+use crate::helpers::{Options, Sse, SseRead, TestApp};
 use crate::redis_server::RedisServer;
 
 /// Generous bound for everything here (the suite runs on a loaded box).
@@ -148,10 +148,11 @@ async fn read_page(
     let deadline = Instant::now() + LONG_WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ev = feed
-            .next_within(left)
-            .await
-            .expect("the page's feed goes on");
+        let ev = match feed.read_within(left).await {
+            SseRead::Event(ev) => ev,
+            SseRead::Ended => panic!("the page's feed ended"),
+            SseRead::TimedOut => panic!("the page's feed: nothing more within {LONG_WAIT:?}"),
+        };
         let status = if ev.event == "status" {
             ev.data["message"].as_str().unwrap_or_default().to_owned()
         } else {
