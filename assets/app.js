@@ -234,7 +234,7 @@ function roleOf(id, channelId) {
   return (ch && ch.role) || "";
 }
 
-const recordings = new Recordings(roleOf);
+const recordings = new Recordings(roleOf, meta("zcc-recordings") === "on");
 
 function renderMedia() {
   const id = currentEngagementId();

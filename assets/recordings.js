@@ -1,16 +1,17 @@
 // The current engagement's call recordings (when the server records calls):
 // a download link per channel. Asks the server when the engagement changes
-// and every few seconds while one is shown; hidden when recording is off.
-import { ApiError, getJSON } from "./api.js";
+// and every few seconds while one is shown; never asks when the server
+// records nothing (the page's `zcc-recordings` meta tag).
+import { getJSON } from "./api.js";
 import { $, clock, show } from "./view.js";
 
 const REFRESH_MS = 5000;
 
 export class Recordings {
-  constructor(roleOf) {
+  constructor(roleOf, on) {
     this.roleOf = roleOf; // (engagementId, channelId) -> "caller" | "agent" | ""
     this.id = null;
-    this.off = false;
+    this.off = !on;
     this.timer = null;
     this.shown = "";
   }
@@ -33,12 +34,8 @@ export class Recordings {
     try {
       const res = await getJSON(`/api/recordings?engagement_id=${encodeURIComponent(id)}`);
       if (id === this.id) this.render(res.recordings || []);
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 404 && /recording is off/.test(e.reason)) {
-        this.off = true;
-        clearInterval(this.timer);
-        this.timer = null;
-      }
+    } catch {
+      // Not visible (yet) to this caller, or the server is unreachable.
       if (id === this.id) this.render([]);
     }
   }

@@ -185,7 +185,8 @@ async fn metrics_are_for_the_operator_parse_as_prometheus_text_and_move_during_a
                 "status",
                 "backend",
                 "operation",
-                "consumer"
+                "consumer",
+                "stream"
             ]
             .contains(key),
             "unexpected label {key}"
