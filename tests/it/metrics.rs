@@ -185,8 +185,7 @@ async fn metrics_are_for_the_operator_parse_as_prometheus_text_and_move_during_a
                 "status",
                 "backend",
                 "operation",
-                "consumer",
-                "stream"
+                "consumer"
             ]
             .contains(key),
             "unexpected label {key}"
