@@ -686,7 +686,9 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     }
     if args.record {
         // The writer has written (or dropped) every frame.
-        let counted = stats(&http, &app.base).await?["frames"].as_u64().unwrap_or(0);
+        let counted = stats(&http, &app.base).await?["frames"]
+            .as_u64()
+            .unwrap_or(0);
         while recorded_frames(&http, &app.base).await? < counted {
             anyhow::ensure!(Instant::now() < ended, "the recordings were not written");
             tokio::time::sleep(Duration::from_millis(100)).await;
