@@ -65,6 +65,15 @@ impl Dispatcher {
                 rtms_stream_id,
                 server_urls,
             } => {
+                // Who the recordings belong to, so removing the app deletes
+                // them even after the engagement is forgotten (never holds
+                // up the stream: a store error only skips the note).
+                if let Some(recorder) = self.rtms.recorder()
+                    && let Ok(Some(e)) = self.store.load_engagement(&engagement_id).await
+                    && let Some(agent) = e.agent_user_id
+                {
+                    recorder.note_agent(&engagement_id, &agent).await;
+                }
                 self.rtms.start(StreamSpec {
                     engagement_id,
                     rtms_stream_id,
@@ -130,6 +139,9 @@ impl Dispatcher {
             self.bus.forget_engagement(&e.engagement_id);
             self.store.delete_engagement(&e).await?;
             gone += 1;
+        }
+        if let Some(recorder) = self.rtms.recorder() {
+            recorder.delete_agent(user_id).await;
         }
         tracing::warn!(
             engagements = gone,

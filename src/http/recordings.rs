@@ -63,13 +63,16 @@ async fn list(
         return Err(AppError::BadRequest("engagement_id is too long".into()));
     }
     visible(&state, caller, &id).await?;
-    let enc: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    let enc = crate::recording::layout::url_segment(&id);
     let recordings: Vec<Value> = recorder
         .list(&id)
         .await
         .into_iter()
         .map(|r| {
-            let url = format!("/api/recordings/{enc}/{}", r.file);
+            let url = format!(
+                "/api/recordings/{enc}/{}",
+                crate::recording::layout::url_segment(&r.file)
+            );
             let mut v = json!(r);
             v["url"] = json!(url);
             v

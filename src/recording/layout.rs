@@ -21,6 +21,9 @@ use serde::Serialize;
 pub const MAX_ENGAGEMENT_ID: usize = 80;
 /// Longest channel id recorded.
 pub const MAX_CHANNEL_ID: usize = 32;
+/// In an engagement's directory: the user id of its agent, so removing the
+/// app deletes their recordings even once the engagement itself is forgotten.
+pub const AGENT_FILE: &str = ".agent";
 
 /// One recording, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,6 +77,20 @@ fn decode(name: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `s` as one URL path segment: everything but `A-Z a-z 0-9 _ - . ~` as
+/// `%XX` (the router decodes it back).
+pub fn url_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"_-.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The directory name of an engagement's recordings.
 pub fn engagement_dir(engagement_id: &str) -> Option<String> {
     encode(engagement_id, MAX_ENGAGEMENT_ID)
@@ -116,6 +133,32 @@ pub fn create_file(path: &Path) -> io::Result<fs::File> {
         .create_new(true)
         .mode(0o600)
         .open(path)
+}
+
+/// Name `user_id` as the agent of the recordings in `dir` (created if need be).
+pub fn write_agent(dir: &Path, user_id: &str) -> io::Result<()> {
+    use std::io::Write as _;
+    create_private_dir(dir)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join(AGENT_FILE))?;
+    f.write_all(user_id.as_bytes())
+}
+
+/// The engagement directories under `root` whose agent is `user_id`.
+pub fn dirs_of_agent(root: &Path, user_id: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| fs::read(e.path().join(AGENT_FILE)).is_ok_and(|who| who == user_id.as_bytes()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| decode(n).is_some())
+        .collect()
 }
 
 fn modified_ms(meta: &fs::Metadata) -> i64 {
@@ -196,8 +239,13 @@ pub fn sweep(root: &Path, now_ms: i64, retention: Duration) -> usize {
                 files += 1;
             }
         }
-        // Empty now (nothing else is ever put there): gone.
-        let _ = fs::remove_dir(&path);
+        // No recording left, and its agent note is old too: gone (a new
+        // note is a stream about to write).
+        let note_expired = fs::metadata(path.join(AGENT_FILE))
+            .map_or(true, |m| expired(modified_ms(&m), now_ms, retention));
+        if list(&path).is_empty() && note_expired {
+            let _ = fs::remove_dir_all(&path);
+        }
     }
     files
 }
@@ -218,6 +266,7 @@ mod tests {
         assert_eq!(decode("a%2Fb").as_deref(), Some("a/b"));
         assert_eq!(decode("a/b"), None);
         assert_eq!(decode("%2"), None);
+        assert_eq!(url_segment("a b/c%.wav"), "a%20b%2Fc%25.wav");
     }
 
     #[test]
@@ -263,12 +312,15 @@ mod tests {
         let eng = root.path().join("e1");
         create_private_dir(&eng).expect("dir");
         create_file(&eng.join("10-1.wav")).expect("file");
+        write_agent(&eng, "ann").expect("agent");
         let stray = root.path().join("notes.txt");
         fs::write(&stray, "kept").expect("write");
         let now = crate::time::now_ms();
         let week = Duration::from_secs(7 * 86_400);
         assert_eq!(sweep(root.path(), now, week), 0);
-        assert_eq!(list(&eng).len(), 1);
+        assert_eq!(list(&eng).len(), 1, "the agent note is no recording");
+        assert_eq!(dirs_of_agent(root.path(), "ann"), ["e1"]);
+        assert!(dirs_of_agent(root.path(), "an").is_empty());
         let later = now + 8 * 86_400_000;
         assert_eq!(sweep(root.path(), later, week), 1);
         assert!(!eng.exists());

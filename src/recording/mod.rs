@@ -185,6 +185,42 @@ impl Recorder {
         }
     }
 
+    /// Note who the engagement's agent is, for [`Recorder::delete_agent`].
+    pub async fn note_agent(&self, engagement_id: &str, agent_user_id: &str) {
+        let Some(name) = layout::engagement_dir(engagement_id) else {
+            return;
+        };
+        let dir = self.inner.dir.join(name);
+        let user = agent_user_id.to_owned();
+        let written = tokio::task::spawn_blocking(move || layout::write_agent(&dir, &user)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            self.inner.counters.write_errors.inc();
+            tracing::warn!("noting a recording's agent failed");
+        }
+    }
+
+    /// Delete every recording whose agent is `user_id` (they removed the
+    /// app), including those of engagements the store no longer knows.
+    pub async fn delete_agent(&self, user_id: &str) {
+        let root = self.inner.dir.clone();
+        let user = user_id.to_owned();
+        let dirs = tokio::task::spawn_blocking(move || {
+            layout::dirs_of_agent(&root, &user)
+                .into_iter()
+                .map(|d| {
+                    let n = layout::remove_dir(&root.join(&d));
+                    (d, n)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (dir, n) in dirs {
+            let _ = self.inner.tx.send(Msg::Delete { dir });
+            self.inner.counters.deleted_deauthorized.inc_by(n as u64);
+        }
+    }
+
     /// The recordings of one engagement, oldest first.
     pub async fn list(&self, engagement_id: &str) -> Vec<layout::Recording> {
         let Some(name) = layout::engagement_dir(engagement_id) else {

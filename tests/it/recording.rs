@@ -331,16 +331,38 @@ async fn only_those_who_may_see_the_engagement_get_its_recordings() {
 }
 
 #[tokio::test]
-async fn removing_the_app_deletes_that_agents_recordings() {
+async fn removing_the_app_deletes_that_agents_recordings_even_of_forgotten_engagements() {
     let app = spawn().await;
     let agent = app.sim.default_user();
+    let other = app.sim.create_user_in(Some(&agent.account_id), "Member");
     install(&app, None).await;
-    let id = new_engagement(&app, Some(&agent.user_id)).await;
-    app.sim.start_rtms(&id).await.expect("rtms");
-    eventually("recording started", || async {
-        (listed(&app, &id).await.len() == 2).then_some(())
-    })
-    .await;
+    let current = new_engagement(&app, Some(&agent.user_id)).await;
+    let old = new_engagement(&app, Some(&agent.user_id)).await;
+    let theirs = new_engagement(&app, Some(&other.user_id)).await;
+    for id in [&current, &old, &theirs] {
+        app.sim.start_rtms(id).await.expect("rtms");
+    }
+    for id in [&current, &old, &theirs] {
+        eventually("recording started", || async {
+            (listed(&app, id).await.len() == 2).then_some(())
+        })
+        .await;
+    }
+    // The old call ended long ago: the store has forgotten it (its ended
+    // record expires after a day; recordings are kept for 30).
+    app.sim.stop_rtms(&old).await.expect("stop");
+    let record = app
+        .state
+        .store
+        .load_engagement(&old)
+        .await
+        .expect("read")
+        .expect("known");
+    app.state
+        .store
+        .delete_engagement(&record)
+        .await
+        .expect("forget");
     let resp = app
         .post_webhook(&json!({
             "event": "app_deauthorized",
@@ -354,24 +376,29 @@ async fn removing_the_app_deletes_that_agents_recordings() {
         }))
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let dir = recordings_dir(&app).join(&id);
+    let root = recordings_dir(&app);
     eventually("the agent's recordings are deleted", || async {
-        (!dir.exists()).then_some(())
+        (!root.join(&current).exists() && !root.join(&old).exists()).then_some(())
     })
     .await;
-    // The stream was stopped first: nothing is written again.
-    eventually("the session ended", || async {
-        (app.state.rtms.active_streams() == 0).then_some(())
+    // Their streams were stopped first: nothing is written again.
+    eventually("the agent's session ended", || async {
+        (app.state.rtms.active_streams() == 1).then_some(())
     })
     .await;
-    assert!(!dir.exists(), "no recording comes back after deletion");
+    assert!(!root.join(&current).exists() && !root.join(&old).exists());
     assert_eq!(
         app.state
             .metrics
             .recording_counters()
             .deleted_deauthorized
             .get(),
-        2
+        4
+    );
+    assert_eq!(
+        wav_files(&root.join(&theirs)).len(),
+        2,
+        "another agent's stay"
     );
     app.shutdown().await;
 }
