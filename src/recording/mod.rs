@@ -76,6 +76,8 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     /// Batches sent and not yet taken by the writer.
     pending: Arc<AtomicUsize>,
+    /// Most batches pending ([`QUEUE_BATCHES`]).
+    capacity: usize,
     next_key: AtomicU64,
     counters: RecordingCounters,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -101,17 +103,8 @@ impl Recorder {
         use anyhow::Context as _;
         layout::create_private_dir(&config.dir)
             .with_context(|| format!("creating RECORDINGS_DIR {}", config.dir.display()))?;
-        let (tx, rx) = mpsc::channel();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let writer = writer::Writer::new(config.dir.clone(), counters.clone(), pending.clone());
-        let inner = Arc::new(Inner {
-            dir: config.dir.clone(),
-            tx,
-            pending,
-            next_key: AtomicU64::new(1),
-            counters: counters.clone(),
-            thread: std::sync::Mutex::new(None),
-        });
+        let (recorder, writer, rx) = Self::unstarted(&config.dir, counters, QUEUE_BATCHES);
+        let inner = &recorder.inner;
         let thread = std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || writer.run(rx))
@@ -120,7 +113,28 @@ impl Recorder {
             .thread
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
-        Ok(Self { inner })
+        Ok(recorder)
+    }
+
+    /// The recorder and its writer, not yet running.
+    fn unstarted(
+        dir: &Path,
+        counters: RecordingCounters,
+        capacity: usize,
+    ) -> (Self, writer::Writer, mpsc::Receiver<Msg>) {
+        let (tx, rx) = mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let writer = writer::Writer::new(dir.to_owned(), counters.clone(), pending.clone());
+        let inner = Arc::new(Inner {
+            dir: dir.to_owned(),
+            tx,
+            pending,
+            capacity,
+            next_key: AtomicU64::new(1),
+            counters,
+            thread: std::sync::Mutex::new(None),
+        });
+        (Self { inner }, writer, rx)
     }
 
     pub fn dir(&self) -> &Path {
@@ -143,10 +157,10 @@ impl Recorder {
         })
     }
 
-    /// Queue a batch unless the writer is `QUEUE_BATCHES` behind.
+    /// Queue a batch unless the writer is `capacity` batches behind.
     fn send_batch(&self, key: u64, dir: &Arc<str>, batch: Batch) {
         let frames = batch.frames.len() as u64;
-        if self.inner.pending.fetch_add(1, Ordering::Relaxed) >= QUEUE_BATCHES {
+        if self.inner.pending.fetch_add(1, Ordering::Relaxed) >= self.inner.capacity {
             self.inner.pending.fetch_sub(1, Ordering::Relaxed);
             self.inner.counters.frames_dropped.inc_by(frames);
             return;
@@ -335,6 +349,33 @@ impl Drop for StreamRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_go_in_batches_and_a_full_queue_drops_and_counts_them() {
+        use base64::Engine as _;
+        let root = tempfile::tempdir().expect("tempdir");
+        let counters = RecordingCounters::default();
+        // The writer is not running: two batches fit, the third is dropped.
+        let (recorder, writer, rx) = Recorder::unstarted(root.path(), counters.clone(), 2);
+        let frame = base64::engine::general_purpose::STANDARD.encode([1u8; 640]);
+        let mut stream = recorder.stream("eng/1").expect("a fit id");
+        for i in 0..3 * BATCH_FRAMES as i64 {
+            stream.frame("1", 1_000 + 20 * i, frame.as_bytes());
+        }
+        assert_eq!(counters.frames_dropped.get(), BATCH_FRAMES as u64);
+        assert!(
+            recorder.stream(&"x".repeat(200)).is_none(),
+            "an id too long"
+        );
+        drop((stream, recorder));
+        writer.run(rx);
+        assert_eq!(counters.frames_written.get(), 2 * BATCH_FRAMES as u64);
+        let files = layout::list(&root.path().join("eng%2F1"));
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].file, "1000-1.wav");
+        let wav = hound::WavReader::open(root.path().join("eng%2F1/1000-1.wav")).expect("wav");
+        assert_eq!(wav.duration() as usize, 2 * BATCH_FRAMES * 320);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn recordings_past_retention_are_swept_and_newer_ones_kept() {
