@@ -118,8 +118,8 @@ struct KindLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct SinkStreamLabels {
-    stream: &'static str,
+struct SinkKindLabels {
+    kind: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -204,8 +204,8 @@ impl Metrics {
         let bus_lagged = Family::<ConsumerLabels, Counter>::default();
         // `get_or_create_owned`: a guard of `get_or_create` held while
         // creating a second label set deadlocks the family's lock.
-        let sink_published = Family::<SinkStreamLabels, Counter>::default();
-        let published = |stream| sink_published.get_or_create_owned(&SinkStreamLabels { stream });
+        let sink_published = Family::<SinkKindLabels, Counter>::default();
+        let published = |kind| sink_published.get_or_create_owned(&SinkKindLabels { kind });
         let sink_dropped = Family::<ReasonLabels, Counter>::default();
         let dropped = |reason| sink_dropped.get_or_create_owned(&ReasonLabels { reason });
         let sink = crate::sink::SinkCounters {
@@ -218,7 +218,7 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register(
             names::SINK_PUBLISHED,
-            "Entries appended to the downstream feed (SINK_REDIS_URL), by stream",
+            "Entries appended to the downstream feed (SINK_REDIS_URL), by kind",
             sink_published.clone(),
         );
         registry.register(
