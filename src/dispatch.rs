@@ -71,8 +71,19 @@ impl Dispatcher {
                     server_urls,
                 });
             }
-            WebhookEvent::RtmsStopped { rtms_stream_id, .. } => {
+            WebhookEvent::RtmsStopped {
+                engagement_id,
+                rtms_stream_id,
+                stop_reason,
+            } => {
                 self.rtms.stop_stream(&rtms_stream_id);
+                if stop_reason == Some(crate::rtms::protocol::stop_reason::STREAM_REVOKED)
+                    && let Some(recorder) = self.rtms.recorder()
+                {
+                    recorder
+                        .delete(&engagement_id, crate::recording::Deletion::Revoked)
+                        .await;
+                }
             }
             WebhookEvent::RtmsInterrupted {
                 engagement_id,
@@ -95,7 +106,8 @@ impl Dispatcher {
 
     /// A user removed the app: delete their tokens (stored and held), stop
     /// their browser sessions, and delete their engagements (active and
-    /// ended) with everything kept in memory about them. Idempotent; one status line for operators
+    /// ended) with everything kept in memory about them and their
+    /// recordings on this instance. Idempotent; one status line for operators
     /// (naming no one).
     async fn deauthorized(&self, account_id: &str, user_id: &str) -> Result<(), StoreError> {
         self.zoom.forget_user(account_id, user_id);
@@ -110,6 +122,11 @@ impl Dispatcher {
         theirs.extend(self.store.ended_engagements_of(user_id).await?);
         for e in theirs {
             self.rtms.stop_engagement(&e.engagement_id);
+            if let Some(recorder) = self.rtms.recorder() {
+                recorder
+                    .delete(&e.engagement_id, crate::recording::Deletion::Deauthorized)
+                    .await;
+            }
             self.bus.forget_engagement(&e.engagement_id);
             self.store.delete_engagement(&e).await?;
             gone += 1;
