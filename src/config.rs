@@ -202,6 +202,11 @@ pub struct ServeArgs {
     /// Burst allowed above that rate.
     #[arg(long, env = "RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<String>,
+    /// Record calls (one WAV per engagement and channel) under this directory.
+    #[arg(long, env = "RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+    #[arg(long, env = "RECORDINGS_RETENTION_DAYS")]
+    pub recordings_retention_days: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -336,6 +341,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// Timeouts and caps at the edge.
     pub edge: EdgeConfig,
+    /// Call recording; None when `RECORDINGS_DIR` is unset.
+    pub recordings: Option<crate::recording::RecordingConfig>,
 }
 
 /// Default of `ENGAGEMENT_MAX_AGE_SECS`: 12 hours.
@@ -567,6 +574,7 @@ impl Config {
             sink,
             access: access_config(args)?,
             edge: edge_config(args)?,
+            recordings: recordings_config(args)?,
         })
     }
 
@@ -629,6 +637,29 @@ fn at_least<T: std::str::FromStr + PartialOrd>(
                 reason: format!("{s:?} is not {what}"),
             }),
     }
+}
+
+/// `RECORDINGS_DIR` (blank = off) and `RECORDINGS_RETENTION_DAYS`.
+fn recordings_config(
+    args: &ServeArgs,
+) -> Result<Option<crate::recording::RecordingConfig>, ConfigError> {
+    let days = at_least(
+        "RECORDINGS_RETENTION_DAYS",
+        args.recordings_retention_days.as_deref(),
+        1u64,
+        "a positive number of days",
+    )?;
+    let dir = args
+        .recordings_dir
+        .clone()
+        .filter(|d| !d.as_os_str().is_empty());
+    Ok(dir.map(|dir| crate::recording::RecordingConfig {
+        dir,
+        retention: Duration::from_secs(
+            days.unwrap_or(crate::recording::DEFAULT_RETENTION_DAYS)
+                .saturating_mul(86_400),
+        ),
+    }))
 }
 
 /// The downstream feed's settings; None without `SINK_REDIS_URL`.

@@ -17,6 +17,7 @@ pub mod fanout;
 pub mod http;
 pub mod inbox;
 pub mod metrics;
+pub mod recording;
 pub mod rtms;
 pub mod secret;
 pub mod session;

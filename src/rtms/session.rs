@@ -57,6 +57,8 @@ pub struct Session<C: Connect> {
     /// Messages received on any socket (the clock is read per tick, not per
     /// message).
     heard: u64,
+    /// This stream's hand-off to the call recorder (`RECORDINGS_DIR`).
+    recording: Option<crate::recording::StreamRecorder>,
 }
 
 /// Where and how the audio socket of a connection was opened.
@@ -80,7 +82,12 @@ impl<C: Connect> Session<C> {
         cancel: CancellationToken,
         control: mpsc::Receiver<Control>,
     ) -> Self {
+        let recording = deps
+            .recorder
+            .as_ref()
+            .and_then(|r| r.stream(&spec.engagement_id));
         Self {
+            recording,
             spec,
             deps,
             connector,
@@ -718,8 +725,11 @@ impl<C: Connect> Session<C> {
     }
 
     /// Audio replayed from Zoom's buffer is counted, not measured, and
-    /// reported as one line once live audio comes.
+    /// reported as one line once live audio comes; both are recorded.
     fn audio(&mut self, frame: &protocol::AudioFrame<'_>) {
+        if let Some(r) = &mut self.recording {
+            r.frame(&frame.channel, frame.timestamp, frame.data.as_bytes());
+        }
         match self.backlog.frame(frame.timestamp, crate::time::now_ms()) {
             Frame::Buffered => self.meter.buffered(&frame.channel),
             Frame::Live { caught_up } => {

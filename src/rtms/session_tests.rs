@@ -190,6 +190,7 @@ impl Rig {
             bus: bus.clone(),
             config: RtmsConfig::default(),
             counters: counters.clone(),
+            recorder: None,
             sink: None,
         };
         let spec = StreamSpec {

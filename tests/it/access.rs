@@ -90,7 +90,12 @@ async fn every_route_not_on_the_anonymous_list_answers_401_to_an_anonymous_calle
             Some(&app.admin_token),
         )
         .await;
-        let expected = if route.method == "POST" { 403 } else { 200 };
+        let expected = match (route.method, route.path) {
+            ("POST", _) => 403,
+            // This app records nothing (RECORDINGS_DIR unset): they say so.
+            (_, p) if p.starts_with("/api/recordings") => 404,
+            _ => 200,
+        };
         assert_eq!(
             operator.status(),
             expected,

@@ -1,5 +1,7 @@
-//! `TestApp`: the simulator and the app on port 0 with a fresh data dir, and
-//! one method per endpoint. Waits are bounded; nothing sleeps blindly.
+//! `TestApp`: the simulator and the app on port 0 with a fresh data dir, with
+//! methods for what most tests do (GET, post a webhook, open the live feed);
+//! the SSE reader, webhook signing, `eventually` and `on_both_stores!`.
+//! Waits are bounded; nothing sleeps blindly.
 
 #![allow(dead_code)]
 

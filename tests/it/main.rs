@@ -26,6 +26,7 @@ mod inbox;
 mod lifecycle;
 mod metrics;
 mod ownership;
+mod recording;
 mod resilience;
 mod sim_buffer;
 mod sim_conformance;
