@@ -6,6 +6,7 @@ import "./csp.js";
 import { ApiError, getJSON, postJSON } from "./api.js";
 import { authorizeInClient, canAuthorizeInClient, connect, EngagementTracker, followEngagement } from "./zoom.js";
 import { LiveFeed } from "./live.js";
+import { Recordings } from "./recordings.js";
 import { $, clock, count, dbText, meterFraction, setState, setText, show } from "./view.js";
 
 const MAX_LINES = 200;
@@ -226,8 +227,18 @@ function renderControls() {
   setText("controls-hint", hint);
 }
 
+/** Who speaks on a channel of an engagement's stream, when known. */
+function roleOf(id, channelId) {
+  const s = streamFor(id);
+  const ch = s && (s.channels || []).find((c) => String(c.channel_id) === String(channelId));
+  return (ch && ch.role) || "";
+}
+
+const recordings = new Recordings(roleOf, meta("zcc-recordings") === "on");
+
 function renderMedia() {
   const id = currentEngagementId();
+  if (signedIn()) recordings.follow(id);
   const s = id ? streamFor(id) : null;
   const streamState = s ? s.state : "idle";
   setState("stream-state", streamState, streamState);

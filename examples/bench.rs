@@ -8,9 +8,12 @@
 //! each stream with TERMINATED after a fixed number of frames. A page's view
 //! (`/api/events`) is followed to time the "Received N audio chunks" lines.
 //!
-//!     cargo build --release && cargo run --release --example bench -- [--tls] [--seconds 10] [--app PATH] [--perf FILE] 500 1000 2000
+//!     cargo build --release && cargo run --release --example bench -- [--tls] [--record] [--seconds 10] [--app PATH] [--perf FILE] 500 1000 2000
 //!
-//! Prints one table row per stream count. Nothing is asserted: it measures.
+//! `--record` turns call recording on (`RECORDINGS_DIR` in the app's temp
+//! dir; the CPU column then includes the writer) and prints, under each
+//! row, what was written. Prints one table row per stream count. Nothing is
+//! asserted: it measures.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -46,6 +49,8 @@ const REPORT_EVERY: u64 = 50;
 struct Args {
     app: PathBuf,
     tls: bool,
+    /// Record calls (`RECORDINGS_DIR`).
+    record: bool,
     seconds: u64,
     /// Record a CPU profile of the app (`perf record -g`) into this file.
     perf: Option<PathBuf>,
@@ -63,6 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         app: default_app,
         tls: false,
+        record: false,
         seconds: 10,
         perf: None,
         counts: Vec::new(),
@@ -71,6 +77,7 @@ fn parse_args() -> anyhow::Result<Args> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--tls" => args.tls = true,
+            "--record" => args.record = true,
             "--app" => args.app = it.next().unwrap_or_default().into(),
             "--seconds" => args.seconds = it.next().unwrap_or_default().parse()?,
             "--perf" => args.perf = it.next().map(PathBuf::from),
@@ -375,6 +382,9 @@ fn spawn_app(args: &Args, n: usize, ca: Option<&std::path::Path>) -> anyhow::Res
     if let Some(ca) = ca {
         cmd.env("ZOOM_CA_CERT", ca);
     }
+    if args.record {
+        cmd.env("RECORDINGS_DIR", data.path().join("recordings"));
+    }
     Ok(App {
         child: cmd.spawn()?,
         base: format!("http://127.0.0.1:{port}"),
@@ -423,6 +433,42 @@ async fn stats(http: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
         .error_for_status()?
         .json()
         .await?)
+}
+
+/// Frames the recorder wrote or dropped (from `/metrics`).
+async fn recorded_frames(http: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("zcc_rtms_recording_frames_written_total ")
+                || l.starts_with("zcc_rtms_recording_frames_dropped_total ")
+        })
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+/// (files, bytes) under a directory, recursively.
+fn dir_size(dir: &std::path::Path) -> (u64, u64) {
+    let mut total = (0, 0);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.metadata() {
+            Ok(m) if m.is_dir() => {
+                let (f, b) = dir_size(&e.path());
+                total = (total.0 + f, total.1 + b);
+            }
+            Ok(m) => total = (total.0 + 1, total.1 + m.len()),
+            Err(_) => {}
+        }
+    }
+    total
 }
 
 async fn follow(base: String, zoom: Arc<Zoom>, feed: Arc<Mutex<Feed>>) -> anyhow::Result<()> {
@@ -638,6 +684,16 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
         anyhow::ensure!(Instant::now() < ended, "the sessions did not end");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    if args.record {
+        // The writer has written (or dropped) every frame.
+        let counted = stats(&http, &app.base).await?["frames"]
+            .as_u64()
+            .unwrap_or(0);
+        while recorded_frames(&http, &app.base).await? < counted {
+            anyhow::ensure!(Instant::now() < ended, "the recordings were not written");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let (u1, s1) = cpu_of(pid);
     if let Some(mut p) = profile {
         let _ = p.wait();
@@ -659,6 +715,9 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
         .await
         .into_iter()
         .sum::<anyhow::Result<u64>>()?;
+    let recorded = args
+        .record
+        .then(|| dir_size(&app._data.path().join("recordings")));
     drop(app);
     server.abort();
 
@@ -671,6 +730,14 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     // Cores the stand-in Zoom (this process) used meanwhile.
     let standin = (gu1 - gu0 + gs1 - gs0) / window;
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    if let Some((files, bytes)) = recorded {
+        // Each stream sent `frames_per_stream` frames of 20 ms.
+        let audio_secs = frames_per_stream as f64 * 0.02;
+        eprintln!(
+            "recorded ({n} streams): {files} files, {bytes} bytes, {:.0} bytes per stream-second of audio",
+            bytes as f64 / n as f64 / audio_secs
+        );
+    }
     Ok(format!(
         "| {scheme} | {n} | {sent} | {counted} | {:.2} µs | {user:.2} µs | {sys:.2} µs | {:.1} KB | {} | {} | {lost} | {} | {} | {standin:.2} | {load} |",
         user + sys,

@@ -101,6 +101,27 @@ impl App {
         let bus = StatusBus::new();
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let metrics = crate::metrics::Metrics::new(store.backend_name());
+        let recorder = match &config.recordings {
+            Some(rc) => Some(crate::recording::Recorder::start(
+                rc,
+                metrics.recording_counters(),
+            )?),
+            None => None,
+        };
+        let sink = match &config.sink {
+            Some(sink) => crate::sink::start(
+                sink,
+                config.redis_ca_cert.as_deref(),
+                &config.store_prefix,
+                &bus,
+                metrics.sink_counters(),
+                cancel.clone(),
+                &tracker,
+            )
+            .context("starting the downstream feed")?,
+            None => None,
+        };
         let rtms = RtmsManager::new(
             SessionDeps {
                 client_id: config.zoom.client_id.clone(),
@@ -109,6 +130,8 @@ impl App {
                 bus: bus.clone(),
                 config: config.rtms.clone(),
                 counters: Default::default(),
+                recorder,
+                sink,
             },
             cancel.child_token(),
             tracker.clone(),
@@ -118,7 +141,7 @@ impl App {
             }),
         );
         let state = AppState {
-            metrics: crate::metrics::Metrics::new(store.backend_name()),
+            metrics,
             cookie_key: crate::session::cookie_key(&config.session_secret),
             edge: crate::http::edge::Edge::new(&config.edge),
             engagements: Engagements::new(bus.clone(), store.clone()),
@@ -184,6 +207,11 @@ impl App {
             .inbox
             .spawn_worker(dispatcher, cancel.clone(), &tracker);
         tracker.spawn(sweep_store(state.store.clone(), cancel.clone()));
+        if let (Some(recorder), Some(rc)) = (state.rtms.recorder(), &state.config.recordings) {
+            let every =
+                (rc.retention / 24).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+            tracker.spawn(recorder.clone().sweep(rc.retention, every, cancel.clone()));
+        }
         tracker.spawn(close_stale_engagements(
             state.bus.clone(),
             state.engagements.clone(),
@@ -241,6 +269,7 @@ impl App {
         }
 
         let inbox = state.inbox.clone();
+        let recorder = state.rtms.recorder().cloned();
         let edge = state.config.edge.clone();
         let router = crate::http::router(state);
         crate::http::edge::serve(listener, router, &edge, cancel.clone(), shutdown).await;
@@ -254,6 +283,10 @@ impl App {
             .is_err()
         {
             tracing::warn!("background tasks did not finish within 10 s");
+        }
+        // Sessions have ended: their last frames are queued.
+        if let Some(recorder) = recorder {
+            recorder.close().await;
         }
         Ok(())
     }

@@ -159,6 +159,19 @@ pub struct ServeArgs {
     /// In demo mode: do not drive engagements automatically.
     #[arg(long, env = "DEMO_MANUAL")]
     pub demo_manual: Option<String>,
+    /// Redis URL of the feed for downstream consumers (lifecycle events and
+    /// transcript lines on a Redis stream); unset = no feed.
+    #[arg(long, env = "SINK_REDIS_URL", hide_env_values = true)]
+    pub sink_redis_url: Option<String>,
+    /// Publish every audio frame to the feed too (`true`/`false`).
+    #[arg(long, env = "SINK_AUDIO")]
+    pub sink_audio: Option<String>,
+    /// About how many entries the feed's events stream keeps.
+    #[arg(long, env = "SINK_EVENTS_MAXLEN")]
+    pub sink_events_maxlen: Option<String>,
+    /// About how many frames each engagement's audio stream keeps.
+    #[arg(long, env = "SINK_AUDIO_MAXLEN")]
+    pub sink_audio_maxlen: Option<String>,
     /// Operator bearer token (at least 32 characters): read-only view of everything and `/api/stats`.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -189,6 +202,11 @@ pub struct ServeArgs {
     /// Burst allowed above that rate.
     #[arg(long, env = "RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<String>,
+    /// Record calls (one WAV per engagement and channel) under this directory.
+    #[arg(long, env = "RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+    #[arg(long, env = "RECORDINGS_RETENTION_DAYS")]
+    pub recordings_retention_days: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -242,6 +260,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("zoom_host", &self.zoom_host)
             .field("zoom_api_url", &self.zoom_api_url)
             .field("redis_url", &redacted(&self.redis_url))
+            .field("sink_redis_url", &redacted(&self.sink_redis_url))
             .field("session_secret", &redacted(&self.session_secret))
             .field(
                 "token_encryption_key",
@@ -315,11 +334,15 @@ pub struct Config {
     pub inbox: crate::inbox::InboxConfig,
     /// Engagements not ended after this long are closed.
     pub engagement_max_age: Duration,
+    /// The feed for downstream consumers, if any.
+    pub sink: Option<crate::sink::SinkConfig>,
     /// Who may do what beyond the signed-in agent: operator, supervisors,
     /// trusted origins.
     pub access: AccessConfig,
     /// Timeouts and caps at the edge.
     pub edge: EdgeConfig,
+    /// Call recording; None when `RECORDINGS_DIR` is unset.
+    pub recordings: Option<crate::recording::RecordingConfig>,
 }
 
 /// Default of `ENGAGEMENT_MAX_AGE_SECS`: 12 hours.
@@ -494,6 +517,7 @@ impl Config {
                 Some(Secret::new(u))
             }
         };
+        let sink = sink_config(args)?;
         let redis_ca_cert = args.redis_ca_cert.clone();
         if let Some(path) = &redis_ca_cert {
             if !path.is_file() {
@@ -502,13 +526,13 @@ impl Config {
                     reason: format!("{} is not a readable file", path.display()),
                 });
             }
-            if !redis_url
-                .as_ref()
-                .is_some_and(|u| u.expose().starts_with("rediss://"))
+            let tls = |u: &Secret| u.expose().starts_with("rediss://");
+            if !redis_url.as_ref().is_some_and(tls)
+                && !sink.as_ref().is_some_and(|s| tls(&s.redis_url))
             {
                 return Err(ConfigError::Malformed {
                     var: "REDIS_CA_CERT",
-                    reason: "applies to a rediss:// REDIS_URL only".into(),
+                    reason: "applies to a rediss:// REDIS_URL or SINK_REDIS_URL only".into(),
                 });
             }
         }
@@ -547,8 +571,10 @@ impl Config {
             rtms,
             inbox,
             engagement_max_age,
+            sink,
             access: access_config(args)?,
             edge: edge_config(args)?,
+            recordings: recordings_config(args)?,
         })
     }
 
@@ -611,6 +637,59 @@ fn at_least<T: std::str::FromStr + PartialOrd>(
                 reason: format!("{s:?} is not {what}"),
             }),
     }
+}
+
+/// `RECORDINGS_DIR` (blank = off) and `RECORDINGS_RETENTION_DAYS`.
+fn recordings_config(
+    args: &ServeArgs,
+) -> Result<Option<crate::recording::RecordingConfig>, ConfigError> {
+    let days = at_least(
+        "RECORDINGS_RETENTION_DAYS",
+        args.recordings_retention_days.as_deref(),
+        1u64,
+        "a positive number of days",
+    )?;
+    let dir = args
+        .recordings_dir
+        .clone()
+        .filter(|d| !d.as_os_str().is_empty());
+    Ok(dir.map(|dir| crate::recording::RecordingConfig {
+        dir,
+        retention: Duration::from_secs(
+            days.unwrap_or(crate::recording::DEFAULT_RETENTION_DAYS)
+                .saturating_mul(86_400),
+        ),
+    }))
+}
+
+/// The downstream feed's settings; None without `SINK_REDIS_URL`.
+fn sink_config(args: &ServeArgs) -> Result<Option<crate::sink::SinkConfig>, ConfigError> {
+    let url = match args.sink_redis_url.as_deref().map(str::trim) {
+        None | Some("") => return Ok(None),
+        Some(u) => u,
+    };
+    Url::parse(url).map_err(|e| ConfigError::Malformed {
+        var: "SINK_REDIS_URL",
+        reason: e.to_string(),
+    })?;
+    let max_len = |var, raw: &Option<String>, default| {
+        at_least(var, raw.as_deref(), 1u64, "a positive number of entries")
+            .map(|n| n.unwrap_or(default))
+    };
+    Ok(Some(crate::sink::SinkConfig {
+        redis_url: Secret::new(url),
+        audio: parse_bool(args.sink_audio.as_deref()),
+        events_max_len: max_len(
+            "SINK_EVENTS_MAXLEN",
+            &args.sink_events_maxlen,
+            crate::sink::DEFAULT_EVENTS_MAX_LEN,
+        )?,
+        audio_max_len: max_len(
+            "SINK_AUDIO_MAXLEN",
+            &args.sink_audio_maxlen,
+            crate::sink::DEFAULT_AUDIO_MAX_LEN,
+        )?,
+    }))
 }
 
 fn parse_bool(raw: Option<&str>) -> bool {

@@ -65,14 +65,34 @@ impl Dispatcher {
                 rtms_stream_id,
                 server_urls,
             } => {
+                // Who the recordings belong to, so removing the app deletes
+                // them even after the engagement is forgotten (never holds
+                // up the stream: a store error only skips the note).
+                if let Some(recorder) = self.rtms.recorder()
+                    && let Ok(Some(e)) = self.store.load_engagement(&engagement_id).await
+                    && let Some(agent) = e.agent_user_id
+                {
+                    recorder.note_agent(&engagement_id, &agent).await;
+                }
                 self.rtms.start(StreamSpec {
                     engagement_id,
                     rtms_stream_id,
                     server_urls,
                 });
             }
-            WebhookEvent::RtmsStopped { rtms_stream_id, .. } => {
+            WebhookEvent::RtmsStopped {
+                engagement_id,
+                rtms_stream_id,
+                stop_reason,
+            } => {
                 self.rtms.stop_stream(&rtms_stream_id);
+                if stop_reason == Some(crate::rtms::protocol::stop_reason::STREAM_REVOKED)
+                    && let Some(recorder) = self.rtms.recorder()
+                {
+                    recorder
+                        .delete(&engagement_id, crate::recording::Deletion::Revoked)
+                        .await;
+                }
             }
             WebhookEvent::RtmsInterrupted {
                 engagement_id,
@@ -95,7 +115,8 @@ impl Dispatcher {
 
     /// A user removed the app: delete their tokens (stored and held), stop
     /// their browser sessions, and delete their engagements (active and
-    /// ended) with everything kept in memory about them. Idempotent; one status line for operators
+    /// ended) with everything kept in memory about them and their
+    /// recordings on this instance. Idempotent; one status line for operators
     /// (naming no one).
     async fn deauthorized(&self, account_id: &str, user_id: &str) -> Result<(), StoreError> {
         self.zoom.forget_user(account_id, user_id);
@@ -110,9 +131,17 @@ impl Dispatcher {
         theirs.extend(self.store.ended_engagements_of(user_id).await?);
         for e in theirs {
             self.rtms.stop_engagement(&e.engagement_id);
+            if let Some(recorder) = self.rtms.recorder() {
+                recorder
+                    .delete(&e.engagement_id, crate::recording::Deletion::Deauthorized)
+                    .await;
+            }
             self.bus.forget_engagement(&e.engagement_id);
             self.store.delete_engagement(&e).await?;
             gone += 1;
+        }
+        if let Some(recorder) = self.rtms.recorder() {
+            recorder.delete_agent(user_id).await;
         }
         tracing::warn!(
             engagements = gone,

@@ -41,6 +41,13 @@ pub mod names {
     pub const STORE_OPERATION_SECONDS: &str = "zcc_rtms_store_operation_seconds";
     pub const STORE_ERRORS: &str = "zcc_rtms_store_errors";
     pub const TOKEN_REFRESHES: &str = "zcc_rtms_token_refreshes";
+    pub const RECORDING_FRAMES_WRITTEN: &str = "zcc_rtms_recording_frames_written";
+    pub const RECORDING_FRAMES_DROPPED: &str = "zcc_rtms_recording_frames_dropped";
+    pub const RECORDING_BYTES_WRITTEN: &str = "zcc_rtms_recording_bytes_written";
+    pub const RECORDING_WRITE_ERRORS: &str = "zcc_rtms_recording_write_errors";
+    pub const RECORDING_FILES_DELETED: &str = "zcc_rtms_recording_files_deleted";
+    pub const SINK_PUBLISHED: &str = "zcc_rtms_sink_published";
+    pub const SINK_DROPPED: &str = "zcc_rtms_sink_dropped";
 }
 
 /// The content type of the exposition (OpenMetrics text, which Prometheus
@@ -116,6 +123,11 @@ struct KindLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SinkKindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -175,6 +187,8 @@ pub struct Metrics {
     store_seconds: Family<StoreLabels, Histogram>,
     store_errors: Family<StoreLabels, Counter>,
     bus_lagged: Family<ConsumerLabels, Counter>,
+    recording: crate::recording::RecordingCounters,
+    sink: crate::sink::SinkCounters,
     registry: std::sync::Arc<Registry>,
 }
 
@@ -194,7 +208,31 @@ impl Metrics {
             Family::<StoreLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> _);
         let store_errors = Family::<StoreLabels, Counter>::default();
         let bus_lagged = Family::<ConsumerLabels, Counter>::default();
+        // `get_or_create_owned`: a guard of `get_or_create` held while
+        // creating a second label set deadlocks the family's lock.
+        let sink_published = Family::<SinkKindLabels, Counter>::default();
+        let published = |kind| sink_published.get_or_create_owned(&SinkKindLabels { kind });
+        let sink_dropped = Family::<ReasonLabels, Counter>::default();
+        let dropped = |reason| sink_dropped.get_or_create_owned(&ReasonLabels { reason });
+        let sink = crate::sink::SinkCounters {
+            events_published: published("events"),
+            audio_published: published("audio"),
+            dropped_queue_full: dropped("queue_full"),
+            dropped_lagged: dropped("lagged"),
+            dropped_redis: dropped("redis"),
+        };
         let mut registry = Registry::default();
+        let recording = register_recording(&mut registry);
+        registry.register(
+            names::SINK_PUBLISHED,
+            "Entries appended to the downstream feed (SINK_REDIS_URL), by kind",
+            sink_published.clone(),
+        );
+        registry.register(
+            names::SINK_DROPPED,
+            "Entries the downstream feed dropped: queue full, fell behind, or Redis did not take them",
+            sink_dropped.clone(),
+        );
         registry.register(
             names::WEBHOOKS_RECEIVED,
             "Zoom webhooks received, by event and what became of them",
@@ -227,8 +265,15 @@ impl Metrics {
             store_seconds,
             store_errors,
             bus_lagged,
+            recording,
+            sink,
             registry: std::sync::Arc::new(registry),
         }
+    }
+
+    /// The call recorder's counters, to hand to it.
+    pub fn recording_counters(&self) -> crate::recording::RecordingCounters {
+        self.recording.clone()
     }
 
     pub fn webhook(&self, event: &'static str, outcome: WebhookOutcome, took: Duration) {
@@ -257,6 +302,11 @@ impl Metrics {
         }
     }
 
+    /// The downstream feed's counters, to hand to it.
+    pub fn sink_counters(&self) -> crate::sink::SinkCounters {
+        self.sink.clone()
+    }
+
     /// The lag counter of one consumer, to hand to it.
     pub fn bus_lagged(&self, consumer: BusConsumer) -> Counter {
         self.bus_lagged
@@ -278,6 +328,47 @@ impl Metrics {
         let _ = encode_eof(&mut out);
         out
     }
+}
+
+/// The recorder's counters, registered.
+fn register_recording(registry: &mut Registry) -> crate::recording::RecordingCounters {
+    let deleted = Family::<ReasonLabels, Counter>::default();
+    let by = |reason| deleted.get_or_create(&ReasonLabels { reason }).clone();
+    let c = crate::recording::RecordingCounters {
+        frames_written: Counter::default(),
+        frames_dropped: Counter::default(),
+        bytes_written: Counter::default(),
+        write_errors: Counter::default(),
+        deleted_revoked: by("revoked"),
+        deleted_deauthorized: by("deauthorized"),
+        deleted_retention: by("retention"),
+    };
+    registry.register(
+        names::RECORDING_FRAMES_WRITTEN,
+        "Audio frames written to call recordings",
+        c.frames_written.clone(),
+    );
+    registry.register(
+        names::RECORDING_FRAMES_DROPPED,
+        "Audio frames not recorded: the writer fell behind, or a file could not be written",
+        c.frames_dropped.clone(),
+    );
+    registry.register(
+        names::RECORDING_BYTES_WRITTEN,
+        "Audio bytes written to call recordings (silence for gaps included)",
+        c.bytes_written.clone(),
+    );
+    registry.register(
+        names::RECORDING_WRITE_ERRORS,
+        "Recording files that could not be created, written or closed",
+        c.write_errors.clone(),
+    );
+    registry.register(
+        names::RECORDING_FILES_DELETED,
+        "Recordings deleted, by reason (revoked by Zoom, app removed, retention)",
+        deleted,
+    );
+    c
 }
 
 /// A registry of this scrape's values (fresh each time: the values are
@@ -403,7 +494,7 @@ mod tests {
             ..Scraped::default()
         });
         let names = family_names(&text);
-        assert_eq!(names.len(), 16, "{text}");
+        assert_eq!(names.len(), 23, "{text}");
         for n in &names {
             assert!(n.starts_with("zcc_rtms_"), "{n}");
             assert_eq!(names.iter().filter(|m| *m == n).count(), 1, "{n} twice");

@@ -154,6 +154,18 @@ pub const ROUTES: &[Route] = &[
     )
     .same_origin()
     .json(),
+    route(
+        "GET",
+        "/api/recordings",
+        SignedIn,
+        "signed in; only engagements the caller may see (404 otherwise)",
+    ),
+    route(
+        "GET",
+        "/api/recordings/{engagement_id}/{file}",
+        SignedIn,
+        "signed in; only engagements the caller may see (404 otherwise)",
+    ),
     route("GET", "/api/stats", Operator, "operator token"),
     route("GET", "/metrics", Operator, "operator token"),
 ];

@@ -1,8 +1,9 @@
 //! The page: static files embedded in the binary (no build step), served at
 //! `/` and `/static/*`.
 //!
-//! `index.html` carries two values the page needs before it can ask anything
-//! (the Apps SDK URL, which follows `ZOOM_APPS_SDK_URL`, and demo/zoom mode)
+//! `index.html` carries three values the page needs before it can ask anything
+//! (the Apps SDK URL, which follows `ZOOM_APPS_SDK_URL`, demo/zoom mode, and
+//! whether calls are recorded)
 //! in `<meta>` tags filled in here: no inline script, nothing for the CSP to
 //! allow. Everything else is served as is.
 
@@ -42,7 +43,15 @@ async fn index(State(state): State<AppState>) -> Response {
             "{{APPS_SDK_URL}}",
             &escape_attr(state.config.apps_sdk_url.as_str()),
         )
-        .replace("{{MODE}}", mode);
+        .replace("{{MODE}}", mode)
+        .replace(
+            "{{RECORDINGS}}",
+            if state.config.recordings.is_some() {
+                "on"
+            } else {
+                "off"
+            },
+        );
     (
         [
             (

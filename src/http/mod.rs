@@ -10,6 +10,7 @@ pub mod edge;
 mod engagement;
 mod events;
 mod health;
+mod recordings;
 pub mod security;
 mod webhooks;
 
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(context::router())
         .merge(auth::router())
         .merge(control::router())
+        .merge(recordings::router())
         .merge(assets::router())
         // Every route above, and only those, pass the access rules.
         .route_layer(access)

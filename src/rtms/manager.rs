@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use super::lease::Leases;
+use super::protocol;
 use super::session::Session;
 use super::transport::TokioWebsockets;
 use super::{Control, EngineCounters, Outcome, SessionDeps, StreamSpec};
@@ -161,6 +162,20 @@ impl RtmsManager {
                     }
                 };
                 let outcome: Outcome = session.run().await;
+                // Zoom: a revoked stream's assets are deleted at once.
+                if let (
+                    Outcome::Terminated {
+                        reason: protocol::stop_reason::STREAM_REVOKED,
+                    },
+                    Some(r),
+                ) = (&outcome, &manager.inner.deps.recorder)
+                {
+                    r.delete(
+                        &lease_spec.engagement_id,
+                        crate::recording::Deletion::Revoked,
+                    )
+                    .await;
+                }
                 if let Some(held) = held {
                     held.release().await;
                 }
@@ -274,6 +289,11 @@ impl RtmsManager {
                 Err(e) => tracing::warn!(error = %e, "reading the stream lease"),
             }
         }
+    }
+
+    /// The call recorder, when recording is on.
+    pub fn recorder(&self) -> Option<&crate::recording::Recorder> {
+        self.inner.deps.recorder.as_ref()
     }
 
     pub fn counters(&self) -> &EngineCounters {

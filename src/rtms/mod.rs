@@ -46,6 +46,10 @@ pub struct SessionDeps {
     pub bus: StatusBus,
     pub config: RtmsConfig,
     pub counters: Arc<EngineCounters>,
+    /// Call recording (`RECORDINGS_DIR`); None when off.
+    pub recorder: Option<crate::recording::Recorder>,
+    /// Where audio frames are copied for the downstream feed (`SINK_AUDIO`).
+    pub sink: Option<crate::sink::AudioTap>,
 }
 
 /// Engine-wide counters. Sessions add to them a few times a second, never

@@ -96,6 +96,12 @@ pub fn status_name(code: i64) -> &'static str {
     }
 }
 
+/// RTMS_STOP_REASON values the app acts on (§16.3).
+pub mod stop_reason {
+    /// Zoom revoked the stream: everything kept of it is deleted at once.
+    pub const STREAM_REVOKED: i64 = 8;
+}
+
 /// Name of an RTMS_STOP_REASON (§16.3).
 pub fn stop_reason_name(code: i64) -> &'static str {
     match code {

@@ -70,6 +70,8 @@ pub struct Session<C: Connect> {
     heard: u64,
     /// How late the last audio frame came (ms, see [`Backlog::lag`]).
     lag_ms: i64,
+    /// This stream's hand-off to the call recorder (`RECORDINGS_DIR`).
+    recording: Option<crate::recording::StreamRecorder>,
 }
 
 /// Where and how the audio socket of a connection was opened.
@@ -93,7 +95,12 @@ impl<C: Connect> Session<C> {
         cancel: CancellationToken,
         control: mpsc::Receiver<Control>,
     ) -> Self {
+        let recording = deps
+            .recorder
+            .as_ref()
+            .and_then(|r| r.stream(&spec.engagement_id));
         Self {
+            recording,
             spec,
             deps,
             connector,
@@ -796,8 +803,11 @@ impl<C: Connect> Session<C> {
     }
 
     /// Audio replayed from Zoom's buffer is counted, not measured, and
-    /// reported as one line once live audio comes.
+    /// reported as one line once live audio comes; both are recorded.
     fn audio(&mut self, frame: &protocol::AudioFrame<'_>) {
+        if let Some(r) = &mut self.recording {
+            r.frame(&frame.channel, frame.timestamp, frame.data.as_bytes());
+        }
         let now = crate::time::now_ms();
         self.lag_ms = self.backlog.lag(frame.timestamp, now);
         match self.backlog.frame(frame.timestamp, now) {
@@ -811,6 +821,9 @@ impl<C: Connect> Session<C> {
                     self.status(Level::Success, format!("Received {n} audio chunks"));
                 }
             }
+        }
+        if let Some(sink) = &self.deps.sink {
+            sink.frame(&self.spec, frame, self.meter.frames());
         }
     }
 

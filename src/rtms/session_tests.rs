@@ -190,6 +190,8 @@ impl Rig {
             bus: bus.clone(),
             config: RtmsConfig::default(),
             counters: counters.clone(),
+            recorder: None,
+            sink: None,
         };
         let spec = StreamSpec {
             engagement_id: "E1".into(),

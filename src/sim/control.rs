@@ -115,12 +115,32 @@ async fn start_rtms(
     Ok(Json(json!({"engagement_id": id, "rtms_stream_id": sid})))
 }
 
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StopRtms {
+    /// RTMS_STOP_REASON to end the stream with (default 25,
+    /// MANUAL_API_TRIGGERED; 8 is STREAM_REVOKED).
+    stop_reason: Option<i64>,
+}
+
 async fn stop_rtms(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
+    bytes: Bytes,
 ) -> Result<Json<Value>, AppError> {
-    sim.stop_stream(&id, super::protocol::stop_reason::MANUAL_API_TRIGGERED)?;
-    Ok(Json(json!({"engagement_id": id, "stopped": true})))
+    let req: StopRtms = body(&bytes)?;
+    let reason = req
+        .stop_reason
+        .unwrap_or(super::protocol::stop_reason::MANUAL_API_TRIGGERED);
+    if !(0..=26).contains(&reason) {
+        return Err(AppError::BadRequest(
+            "stop_reason must be an RTMS stop reason (0 to 26)".into(),
+        ));
+    }
+    sim.stop_stream(&id, reason)?;
+    Ok(Json(
+        json!({"engagement_id": id, "stopped": true, "stop_reason": reason}),
+    ))
 }
 
 async fn pause_rtms(

@@ -248,6 +248,11 @@ impl SimHandle {
         Ok(self.stop_stream(engagement_id, protocol::stop_reason::MANUAL_API_TRIGGERED)?)
     }
 
+    /// Stop RTMS with a given RTMS_STOP_REASON (e.g. 8, STREAM_REVOKED).
+    pub async fn stop_rtms_with(&self, engagement_id: &str, reason: i64) -> anyhow::Result<()> {
+        Ok(self.stop_stream(engagement_id, reason)?)
+    }
+
     pub async fn pause_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
         Ok(self.pause_stream(engagement_id, true)?)
     }

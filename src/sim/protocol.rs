@@ -67,6 +67,7 @@ pub mod status {
 
 /// RTMS_STOP_REASON values the simulator uses (§16.3).
 pub mod stop_reason {
+    pub const STREAM_REVOKED: i64 = 8;
     pub const SIGNAL_CONNECTION_INTERRUPTED: i64 = 13;
     pub const DATA_CONNECTION_INTERRUPTED: i64 = 14;
     pub const AWAIT_RECONNECTION_TIMEOUT: i64 = 19;

@@ -281,6 +281,7 @@ async fn media_conn(shared: Arc<Shared>, ci: ConnInfo, socket: WebSocket) {
         }
     };
     shared.stats.media_handshake(status::OK);
+    let kind = media_socket_kind(media_type);
     let exit = run_socket(
         &shared,
         &ci,
@@ -289,7 +290,7 @@ async fn media_conn(shared: Arc<Shared>, ci: ConnInfo, socket: WebSocket) {
         rx,
         out_rx,
         end_rx,
-        SocketRole::Media,
+        SocketRole::Media(kind),
     )
     .await;
     shared.media_gone(&stream, ci.ctl.id, exit);
@@ -298,7 +299,26 @@ async fn media_conn(shared: Arc<Shared>, ci: ConnInfo, socket: WebSocket) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SocketRole {
     Signaling,
-    Media,
+    /// A media socket, with what it carries (`audio`, `transcript`, `all`).
+    Media(&'static str),
+}
+
+impl SocketRole {
+    fn name(self) -> &'static str {
+        match self {
+            SocketRole::Signaling => "signaling",
+            SocketRole::Media(kind) => kind,
+        }
+    }
+}
+
+/// What a media socket carries, by its handshake's `media_type`.
+fn media_socket_kind(media_type: Option<i64>) -> &'static str {
+    match media_type {
+        Some(t) if t == i64::from(protocol::MEDIA_AUDIO) => "audio",
+        Some(t) if t == i64::from(protocol::MEDIA_TRANSCRIPT) => "transcript",
+        _ => "all",
+    }
 }
 
 /// The life of an admitted socket: queued messages out, client messages in,
@@ -384,7 +404,7 @@ async fn run_socket(
                 match msg {
                     ClientMsg::KeepAliveResp { .. } => {
                         unanswered = 0;
-                        inc(&shared.stats.keepalives_answered);
+                        shared.stats.keepalive_answered(role.name());
                         if let Some(at) = ka_sent_at.take() {
                             let ms = at.elapsed().as_millis() as u64;
                             shared.stats.keepalive_max_ms.fetch_max(ms, Ordering::Relaxed);
@@ -393,7 +413,7 @@ async fn run_socket(
                             }
                         }
                     }
-                    ClientMsg::ClientReady => shared.client_ready(stream, (role == SocketRole::Media).then_some(ci.ctl.id)),
+                    ClientMsg::ClientReady => shared.client_ready(stream, matches!(role, SocketRole::Media(_)).then_some(ci.ctl.id)),
                     ClientMsg::EventSubscription(events) if role == SocketRole::Signaling => shared.subscribe(stream, &events),
                     ClientMsg::SessionStateReq { rtms_session_id } if role == SocketRole::Signaling => {
                         let st = session_state_of(lock(&stream.inner).phase);

@@ -12,6 +12,7 @@ pub(crate) struct Stats {
     rest_calls: Mutex<BTreeMap<String, u64>>,
     signaling_handshakes: Mutex<BTreeMap<String, u64>>,
     media_handshakes: Mutex<BTreeMap<String, u64>>,
+    keepalives_answered_by_socket: Mutex<BTreeMap<String, u64>>,
     pub webhooks_sent: AtomicU64,
     pub webhooks_failed: AtomicU64,
     pub webhooks_dropped: AtomicU64,
@@ -58,6 +59,12 @@ impl Stats {
     pub fn media_handshake(&self, code: i64) {
         bump(&self.media_handshakes, &code.to_string());
     }
+    /// A keep-alive answered on a socket of this kind (`signaling`,
+    /// `audio`, `transcript`, `all`).
+    pub fn keepalive_answered(&self, socket: &str) {
+        inc(&self.keepalives_answered);
+        bump(&self.keepalives_answered_by_socket, socket);
+    }
 
     pub fn snapshot(&self) -> SimStats {
         let signaling = copy(&self.signaling_handshakes);
@@ -95,6 +102,7 @@ impl Stats {
             keepalives: KeepAliveStats {
                 sent: get(&self.keepalives_sent),
                 answered: get(&self.keepalives_answered),
+                answered_by_socket: copy(&self.keepalives_answered_by_socket),
                 late: get(&self.keepalives_late),
                 max_answer_ms: get(&self.keepalive_max_ms),
             },
@@ -153,6 +161,10 @@ pub struct ConnStats {
 pub struct KeepAliveStats {
     pub sent: u64,
     pub answered: u64,
+    /// `answered` by the kind of socket: `signaling`, `audio`,
+    /// `transcript`, or `all` (one media socket for both).
+    #[serde(default)]
+    pub answered_by_socket: BTreeMap<String, u64>,
     /// Answers that came after the next keep-alive was due.
     #[serde(default)]
     pub late: u64,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::auth_harness::*;
-use crate::helpers::{Options, Sse, TestApp, WAIT, eventually, streaming_client};
+use crate::helpers::{Options, Sse, SseRead, TestApp, WAIT, eventually, streaming_client};
 
 fn rest_total(app: &TestApp) -> u64 {
     app.sim.stats()["rest_calls"]
@@ -269,18 +269,22 @@ async fn a_lagging_feed_gets_a_filtered_snapshot_and_nothing_twice() {
     let deadline = Instant::now() + WAIT * 4;
     loop {
         assert!(Instant::now() < deadline, "the feed did not catch up");
-        let Some(ev) = feed.next_within(Duration::from_millis(500)).await else {
-            // Quiet: caught up. Now lines the feed has never seen.
-            assert!(!markers_sent, "the markers never arrived");
-            for i in 0..5 {
-                bus.status(
-                    Some(&mine),
-                    zcc_rtms::status::Level::Info,
-                    format!("marker {i}"),
-                );
+        let ev = match feed.read_within(Duration::from_millis(500)).await {
+            SseRead::Event(ev) => ev,
+            SseRead::Ended => panic!("the feed ended while catching up"),
+            SseRead::TimedOut => {
+                // Quiet: caught up. Now lines the feed has never seen.
+                assert!(!markers_sent, "the markers never arrived");
+                for i in 0..5 {
+                    bus.status(
+                        Some(&mine),
+                        zcc_rtms::status::Level::Info,
+                        format!("marker {i}"),
+                    );
+                }
+                markers_sent = true;
+                continue;
             }
-            markers_sent = true;
-            continue;
         };
         no_foreign(&ev);
         match ev.event.as_str() {
@@ -459,7 +463,9 @@ async fn silent_and_dripping_connections_are_closed_within_the_header_timeout() 
     assert_eq!(feed.next().await.expect("snapshot").event, "snapshot");
     let quiet = Instant::now();
     while quiet.elapsed() < Duration::from_millis(1200) {
-        assert!(feed.next_within(Duration::from_millis(200)).await.is_none());
+        // Quiet, and still open.
+        let read = feed.read_within(Duration::from_millis(200)).await;
+        assert!(matches!(read, SseRead::TimedOut), "{read:?}");
     }
     app.state
         .bus

@@ -6,24 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::auth_harness::*;
-use crate::helpers::{TestApp, eventually};
-use crate::store::Kind;
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$name(Rig::spawn(Kind::Embedded).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$name(Rig::spawn(Kind::Redis).await).await;
-            }
-        }
-    )*};
-}
+use crate::helpers::{TestApp, eventually, on_both_stores};
 
 on_both_stores!(
     full_web_install_authenticates_the_account,

@@ -416,7 +416,14 @@ async fn an_unauthorized_account_sees_connect_and_start_stays_disabled() {
 
 #[tokio::test]
 async fn outside_zoom_the_wide_live_view_follows_a_stream_started_from_webhooks() {
-    let app = spawn().await;
+    // Recording on: the page lists the call's recordings.
+    let app = TestApp::spawn_with(Options {
+        tls: false,
+        apps_sdk: Some(crate::appssdk::commonjs_build().await.to_owned()),
+        tweak: crate::recording::with_recordings,
+        ..Options::default()
+    })
+    .await;
     let browser = Browser::start(WIDE.0, WIDE.1).await;
     install_in_browser(&app, &browser).await;
     browser
@@ -443,6 +450,20 @@ async fn outside_zoom_the_wide_live_view_follows_a_stream_started_from_webhooks(
             t.eq_ignore_ascii_case("streaming")
         })
         .await;
+    let links = browser
+        .wait_text("recordings", "a recording link per party", |t| {
+            t.contains("Caller") && t.contains("Agent")
+        })
+        .await;
+    assert!(links.contains(" s"), "{links}");
+    let href = browser
+        .attr_css("#recordings a", "href")
+        .await
+        .expect("a download link");
+    assert!(
+        href.contains(&format!("/api/recordings/{engagement}/")) && href.ends_with(".wav"),
+        "{href}"
+    );
     let shot = browser.screenshot("live-view-wide").await;
     eprintln!("screenshot: {}", shot.display());
     app.sim.stop_rtms(&engagement).await.expect("RTMS stops");

@@ -12,26 +12,11 @@ use zcc_rtms::config::{CredentialArgs, ServeArgs};
 use zcc_rtms::{App, Config};
 
 use crate::auth_harness::*;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, on_both_stores};
 use crate::store::Kind;
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn embedded() {
-                super::$name(Rig::spawn(Kind::Embedded).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn redis() {
-                super::$name(Rig::spawn(Kind::Redis).await).await;
-            }
-        }
-    )*};
-}
-
 on_both_stores!(
+    workers = 4;
     fifty_concurrent_control_calls_with_an_expired_token_make_exactly_one_refresh,
     a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fixes_it,
     a_refresh_token_rotated_elsewhere_needs_auth_without_touching_the_tokens,

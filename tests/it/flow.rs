@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{Options, TestApp, eventually};
+use crate::helpers::{Options, SseRead, TestApp, WAIT, eventually};
 
 /// A counter from the simulator's stats, by JSON pointer (0 when absent).
 pub fn stat(app: &TestApp, pointer: &str) -> u64 {
@@ -107,8 +107,15 @@ async fn keep_alives_are_answered_on_every_socket() {
     let mut feed = app.events(Some(&id)).await;
     app.sim.start_rtms(&id).await.expect("rtms start");
     feed.wait_for_status("Received 50 audio chunks").await;
-    eventually("keep-alives answered", || async {
-        (stat(&app, "/keepalives/answered") >= 4).then_some(())
+    // The simulator offers a transcript URL, so the app holds three sockets;
+    // each of them must have answered, not just one of them many times.
+    eventually("keep-alives answered on every socket", || async {
+        let on = |socket: &str| stat(&app, &format!("/keepalives/answered_by_socket/{socket}"));
+        (stat(&app, "/keepalives/answered") >= 4
+            && ["signaling", "audio", "transcript"]
+                .into_iter()
+                .all(|socket| on(socket) >= 1))
+        .then_some(())
     })
     .await;
     // The stream is still healthy: every request got its answer.
@@ -168,12 +175,17 @@ async fn shutdown_ends_sse_streams_and_closes_rtms_sockets() {
         (stat(&app, "/signaling/open") == 0 && stat(&app, "/media/open") == 0).then_some(())
     })
     .await;
-    // The feed ends instead of hanging.
+    // The feed ends instead of hanging: events still queued may come
+    // first, but then the stream must end — a quiet, open feed fails.
     let mut ended = false;
     for _ in 0..1000 {
-        if feed.next_within(Duration::from_secs(5)).await.is_none() {
-            ended = true;
-            break;
+        match feed.read_within(WAIT).await {
+            SseRead::Event(_) => continue,
+            SseRead::Ended => {
+                ended = true;
+                break;
+            }
+            SseRead::TimedOut => panic!("the SSE stream stayed open {WAIT:?} after shutdown"),
         }
     }
     assert!(ended, "SSE stream ended on shutdown");

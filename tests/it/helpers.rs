@@ -1,5 +1,7 @@
-//! `TestApp`: the simulator and the app on port 0 with a fresh data dir, and
-//! one method per endpoint. Waits are bounded; nothing sleeps blindly.
+//! `TestApp`: the simulator and the app on port 0 with a fresh data dir, with
+//! methods for what most tests do (GET, post a webhook, open the live feed);
+//! the SSE reader, webhook signing, `eventually` and `on_both_stores!`.
+//! Waits are bounded; nothing sleeps blindly.
 
 #![allow(dead_code)]
 
@@ -7,9 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use zcc_rtms::config::{CredentialArgs, ServeArgs};
@@ -283,6 +283,15 @@ pub struct SseEvent {
     pub data: Value,
 }
 
+/// One read of a feed: an event, the end of the stream (the server closed
+/// it, or it broke), or nothing within the time given (still open).
+#[derive(Debug)]
+pub enum SseRead {
+    Event(SseEvent),
+    Ended,
+    TimedOut,
+}
+
 /// For SSE: no overall timeout (the feed stays open), connect bounded.
 pub fn streaming_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -328,12 +337,27 @@ impl Sse {
         }
     }
 
-    /// The next event, or None when the stream ends or `WAIT` passes.
+    /// The next event; None when the stream ended. Nothing within `WAIT`
+    /// is a failure: the feed is open and silent.
     pub async fn next(&mut self) -> Option<SseEvent> {
-        self.next_within(WAIT).await
+        match self.read_within(WAIT).await {
+            SseRead::Event(ev) => Some(ev),
+            SseRead::Ended => None,
+            SseRead::TimedOut => panic!("SSE: no event within {WAIT:?}"),
+        }
     }
 
+    /// The next event within `within`; None when the stream ended *or* the
+    /// time passed. Use [`Sse::read_within`] when the difference matters.
     pub async fn next_within(&mut self, within: Duration) -> Option<SseEvent> {
+        match self.read_within(within).await {
+            SseRead::Event(ev) => Some(ev),
+            SseRead::Ended | SseRead::TimedOut => None,
+        }
+    }
+
+    /// The next event, the end of the stream, or a timeout after `within`.
+    pub async fn read_within(&mut self, within: Duration) -> SseRead {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(pos) = self.buf.find("\n\n") {
@@ -351,12 +375,13 @@ impl Sse {
                     continue; // keep-alive comment
                 }
                 let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                return Some(SseEvent { event, data });
+                return SseRead::Event(SseEvent { event, data });
             }
-            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .ok()??;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk.ok()?));
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return SseRead::TimedOut,
+                Ok(None | Some(Err(_))) => return SseRead::Ended,
+                Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+            }
         }
     }
 
@@ -365,10 +390,11 @@ impl Sse {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_within(left).await {
-                Some(ev) if pred(&ev) => return ev,
-                Some(_) => continue,
-                None => panic!("SSE: no {what} within {WAIT:?}"),
+            match self.read_within(left).await {
+                SseRead::Event(ev) if pred(&ev) => return ev,
+                SseRead::Event(_) => continue,
+                SseRead::Ended => panic!("SSE: the stream ended before {what}"),
+                SseRead::TimedOut => panic!("SSE: no {what} within {WAIT:?}"),
             }
         }
     }
@@ -382,11 +408,11 @@ impl Sse {
     }
 }
 
+/// `x-zm-signature` for `body` sent at `ts` (any text: tests sign bad
+/// timestamps too), made as Zoom makes it — by the simulator's signer, which
+/// is written apart from the app's verifier (`zcc_rtms::sim::sign`).
 pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
-    mac.update(format!("v0:{ts}:").as_bytes());
-    mac.update(body);
-    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+    zcc_rtms::sim::sign::webhook_signature_at(secret, ts, body)
 }
 
 pub fn now_secs() -> i64 {
@@ -414,3 +440,40 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One test per store backend: for each `name`, `name::embedded` and
+/// `name::redis`, each calling `name(setup(Kind::…).await)` on a
+/// multi-threaded runtime. `setup` defaults to `Rig::spawn` (the app and
+/// the simulator on that store) and `workers` to 2:
+///
+/// `on_both_stores!(a, b)`, `on_both_stores!(workers = 4; a)`,
+/// `on_both_stores!(setup = Fixture::new; a)` (paths as seen from the
+/// calling module).
+macro_rules! on_both_stores {
+    (setup = $setup:path, workers = $workers:tt; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+            async fn embedded() {
+                super::$name($setup($crate::store::Kind::Embedded).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+            async fn redis() {
+                super::$name($setup($crate::store::Kind::Redis).await).await;
+            }
+        }
+    )*};
+    (setup = $setup:path; $($name:ident),* $(,)?) => {
+        $crate::helpers::on_both_stores!(setup = $setup, workers = 2; $($name),*);
+    };
+    (workers = $workers:tt; $($name:ident),* $(,)?) => {
+        $crate::helpers::on_both_stores!(
+            setup = $crate::auth_harness::Rig::spawn, workers = $workers; $($name),*
+        );
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::helpers::on_both_stores!(workers = 2; $($name),*);
+    };
+}
+pub(crate) use on_both_stores;

@@ -366,14 +366,8 @@ pub fn l16_default() -> Value {
     json!({"content_type": 2, "sample_rate": 1, "channel": 1, "codec": 1, "data_opt": 1, "send_rate": 20})
 }
 
-/// Poll `check` every 20 ms until it holds or the wait runs out.
+/// [`crate::helpers::eventually`] for a plain condition: poll `check` until
+/// it holds, within that helper's bounded wait.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::eventually(what, || std::future::ready(check().then_some(()))).await
 }

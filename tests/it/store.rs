@@ -8,7 +8,7 @@ use zcc_rtms::engagements::Engagement;
 use zcc_rtms::secret::Secret;
 use zcc_rtms::store::{Backend, DEFAULT_PREFIX, Store, StoreError, TokenKey, TokenRecord};
 
-use crate::helpers::eventually;
+use crate::helpers::{eventually, on_both_stores};
 use crate::redis_server::RedisServer;
 
 #[derive(Clone, Copy, Debug)]
@@ -104,24 +104,8 @@ pub fn tokens(account: &str, user: &str, n: u32) -> TokenRecord {
     }
 }
 
-/// One test per backend: `name::embedded` and `name::redis`.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$name(Fixture::new(Kind::Embedded).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$name(Fixture::new(Kind::Redis).await).await;
-            }
-        }
-    )*};
-}
-
 on_both_stores!(
+    setup = Fixture::new;
     tokens_are_kept_per_account_and_user,
     a_tampered_or_foreign_token_value_is_refused,
     webhook_keys_are_seen_once_until_they_expire,

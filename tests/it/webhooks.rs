@@ -114,15 +114,10 @@ async fn url_validation_is_answered_with_the_hmac_of_the_plain_token() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
-    let expected = {
-        use hmac::Mac as _;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(
-            app.sim_cfg.secret_token.expose().as_bytes(),
-        )
-        .expect("hmac");
-        mac.update(b"qgg8vlvZRS6UYooatFL8Aw");
-        hex::encode(mac.finalize().into_bytes())
-    };
+    let expected = zcc_rtms::sim::sign::url_validation_token(
+        app.sim_cfg.secret_token.expose(),
+        "qgg8vlvZRS6UYooatFL8Aw",
+    );
     assert_eq!(body["encryptedToken"], expected);
     app.shutdown().await;
 }
