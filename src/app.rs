@@ -83,6 +83,8 @@ impl App {
         let store = Store::open(&backend, &config.token_encryption_key, &config.store_prefix)
             .await
             .context("opening the store")?;
+        let metrics = crate::metrics::Metrics::new(store.backend_name());
+        let store = store.timed(metrics.store_timer());
         let zoom = ZoomClient::new(
             http.clone(),
             ZoomClientConfig {
@@ -101,7 +103,6 @@ impl App {
         let bus = StatusBus::new();
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let metrics = crate::metrics::Metrics::new(store.backend_name());
         let recorder = match &config.recordings {
             Some(rc) => Some(crate::recording::Recorder::start(
                 rc,

@@ -36,6 +36,9 @@ pub mod names {
     pub const RECONNECTS: &str = "zcc_rtms_rtms_reconnects";
     pub const HANDSHAKE_FAILURES: &str = "zcc_rtms_rtms_handshake_failures";
     pub const LEASE_TAKEOVERS: &str = "zcc_rtms_rtms_lease_takeovers";
+    pub const LEASES_HELD: &str = "zcc_rtms_rtms_leases_held";
+    pub const KEEPALIVE_ANSWER_SECONDS: &str = "zcc_rtms_rtms_keepalive_answer_seconds";
+    pub const KEEPALIVE_AGE_SECONDS: &str = "zcc_rtms_rtms_keepalive_age_seconds";
     pub const STATUS_BUS_LAGGED: &str = "zcc_rtms_status_bus_lagged_events";
     pub const SSE_SUBSCRIBERS: &str = "zcc_rtms_sse_subscribers";
     pub const STORE_OPERATION_SECONDS: &str = "zcc_rtms_store_operation_seconds";
@@ -118,8 +121,14 @@ struct ConsumerLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct KindLabels {
+struct FrameLabels {
     kind: &'static str,
+    channel: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -158,19 +167,47 @@ pub enum StoreOp {
     ReadyCheck,
 }
 
+/// Times store calls into the store metrics (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct StoreTimer {
+    backend: &'static str,
+    seconds: Family<StoreLabels, Histogram>,
+    errors: Family<StoreLabels, Counter>,
+}
+
+impl StoreTimer {
+    /// One call: `operation` is a name from a closed set (the backend's
+    /// primitives, the inbox append, the readiness check).
+    pub fn observe(&self, operation: &'static str, took: Duration, ok: bool) {
+        let labels = StoreLabels {
+            backend: self.backend,
+            operation,
+        };
+        self.seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if !ok {
+            self.errors.get_or_create(&labels).inc();
+        }
+    }
+}
+
 /// Values owned elsewhere, read when Prometheus scrapes.
 #[derive(Debug, Clone, Default)]
 pub struct Scraped {
     pub streams_active: u64,
     pub sessions_started: u64,
     pub sessions_failed: u64,
-    pub frames: u64,
-    pub transcript_lines: u64,
+    /// (channel role, frames, transcript lines), every role.
+    pub by_role: Vec<(&'static str, u64, u64)>,
     /// By the engine's closed set of reasons.
     pub reconnects: Vec<(&'static str, u64)>,
     /// By RTMS status name.
     pub handshake_failures: Vec<(&'static str, u64)>,
     pub lease_takeovers: u64,
+    pub leases_held: u64,
+    /// The engine's keep-alive histograms (answer time, request age).
+    pub keepalive: Option<(Histogram, Histogram)>,
     pub sse_subscribers: u64,
     /// None when the inbox did not answer in time.
     pub inbox_depth: Option<u64>,
@@ -245,7 +282,7 @@ impl Metrics {
         );
         registry.register(
             names::STORE_OPERATION_SECONDS,
-            "Store calls on the webhook and readiness paths, in seconds",
+            "Store calls, in seconds, by backend and operation (every call to the backend, the inbox append, the readiness check)",
             store_seconds.clone(),
         );
         registry.register(
@@ -287,18 +324,19 @@ impl Metrics {
     }
 
     pub fn store_call(&self, op: StoreOp, took: Duration, ok: bool) {
-        let labels = StoreLabels {
-            backend: self.backend,
-            operation: match op {
-                StoreOp::InboxAppend => "inbox_append",
-                StoreOp::ReadyCheck => "ready_check",
-            },
+        let operation = match op {
+            StoreOp::InboxAppend => "inbox_append",
+            StoreOp::ReadyCheck => "ready_check",
         };
-        self.store_seconds
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
-        if !ok {
-            self.store_errors.get_or_create(&labels).inc();
+        self.store_timer().observe(operation, took, ok);
+    }
+
+    /// What the store times each of its calls to the backend with.
+    pub fn store_timer(&self) -> StoreTimer {
+        StoreTimer {
+            backend: self.backend,
+            seconds: self.store_seconds.clone(),
+            errors: self.store_errors.clone(),
         }
     }
 
@@ -400,15 +438,24 @@ fn scraped_registry(s: &Scraped) -> Registry {
         "RTMS sessions that gave up (refused for good or reconnection window spent)",
         counter(s.sessions_failed),
     );
-    let frames = Family::<KindLabels, Counter>::default();
-    frames
-        .get_or_create(&KindLabels { kind: "audio" })
-        .inc_by(s.frames);
-    r.register(names::FRAMES, "RTMS media frames received, by kind", frames);
+    let frames = Family::<FrameLabels, Counter>::default();
+    let lines = Family::<ChannelLabels, Counter>::default();
+    for (channel, f, t) in &s.by_role {
+        let kind = "audio";
+        frames
+            .get_or_create(&FrameLabels { kind, channel })
+            .inc_by(*f);
+        lines.get_or_create(&ChannelLabels { channel }).inc_by(*t);
+    }
+    r.register(
+        names::FRAMES,
+        "RTMS media frames received, by kind and channel (caller, agent, unknown)",
+        frames,
+    );
     r.register(
         names::TRANSCRIPT_LINES,
-        "Transcript lines received",
-        counter(s.transcript_lines),
+        "Transcript lines received, by channel (caller, agent, unknown)",
+        lines,
     );
     let reconnects = Family::<ReasonLabels, Counter>::default();
     for (reason, n) in &s.reconnects {
@@ -435,6 +482,23 @@ fn scraped_registry(s: &Scraped) -> Registry {
         "Streams taken over from an instance that died (with Redis)",
         counter(s.lease_takeovers),
     );
+    r.register(
+        names::LEASES_HELD,
+        "Stream leases this instance holds now (with Redis)",
+        gauge(s.leases_held),
+    );
+    if let Some((answer, age)) = &s.keepalive {
+        r.register(
+            names::KEEPALIVE_ANSWER_SECONDS,
+            "RTMS keep-alives: from reading Zoom's request to the answer written to the socket, in seconds",
+            answer.clone(),
+        );
+        r.register(
+            names::KEEPALIVE_AGE_SECONDS,
+            "RTMS keep-alives: age of Zoom's request when answered, by its timestamp (network delay plus clock offset), in seconds",
+            age.clone(),
+        );
+    }
     r.register(
         names::SSE_SUBSCRIBERS,
         "Live feeds (pages) connected now",
@@ -491,10 +555,12 @@ mod tests {
             inbox_depth: Some(2),
             reconnects: vec![("connection_lost", 1)],
             handshake_failures: vec![("INVALID_SIGNATURE", 1)],
+            by_role: vec![("caller", 3, 1), ("agent", 2, 0), ("unknown", 0, 0)],
+            keepalive: Some((latency_buckets(), latency_buckets())),
             ..Scraped::default()
         });
         let names = family_names(&text);
-        assert_eq!(names.len(), 23, "{text}");
+        assert_eq!(names.len(), 26, "{text}");
         for n in &names {
             assert!(n.starts_with("zcc_rtms_"), "{n}");
             assert_eq!(names.iter().filter(|m| *m == n).count(), 1, "{n} twice");
@@ -507,6 +573,8 @@ mod tests {
             "zcc_rtms_store_errors_total{backend=\"embedded\",operation=\"inbox_append\"} 1"
         ));
         assert!(text.contains("zcc_rtms_inbox_depth 2"));
+        assert!(text.contains("zcc_rtms_rtms_frames_total{kind=\"audio\",channel=\"caller\"} 3"));
+        assert!(text.contains("zcc_rtms_rtms_transcript_lines_total{channel=\"caller\"} 1"));
     }
 
     #[test]

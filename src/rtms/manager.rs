@@ -161,6 +161,10 @@ impl RtmsManager {
                         claimed
                     }
                 };
+                let counters = &manager.inner.deps.counters;
+                if held.is_some() {
+                    counters.leases_held.fetch_add(1, Ordering::Relaxed);
+                }
                 let outcome: Outcome = session.run().await;
                 // Zoom: a revoked stream's assets are deleted at once.
                 if let (
@@ -178,6 +182,7 @@ impl RtmsManager {
                 }
                 if let Some(held) = held {
                     held.release().await;
+                    counters.leases_held.fetch_sub(1, Ordering::Relaxed);
                 }
                 if matches!(outcome, Outcome::Failed(_)) {
                     manager

@@ -22,12 +22,40 @@ const PCM_SCRATCH: usize = 1024;
 /// Who speaks on a channel, as the page names them.
 pub const CALLER: &str = "caller";
 pub const AGENT: &str = "agent";
+/// Roles as the metrics count them: caller, agent, not known yet.
+pub const ROLES: [&str; 3] = [CALLER, AGENT, "unknown"];
+
+fn role_index(role: &str) -> usize {
+    match role {
+        CALLER => 0,
+        AGENT => 1,
+        _ => 2,
+    }
+}
+
+/// Counts not yet added to the engine-wide counters, by role ([`ROLES`]
+/// order).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Unflushed {
+    pub frames: [u64; 3],
+    pub transcripts: [u64; 3],
+}
+
+impl Unflushed {
+    /// (frames, transcripts), every role.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.frames.iter().sum(), self.transcripts.iter().sum())
+    }
+}
 
 #[derive(Debug, Default)]
 struct Channel {
     id: String,
     role: &'static str,
     frames: u64,
+    transcripts: u64,
+    /// Frames / transcripts already added to the engine counters.
+    flushed: (u64, u64),
     level: f32,
     peak: f32,
 }
@@ -38,8 +66,9 @@ pub struct Meter {
     channels: Vec<Channel>,
     frames: u64,
     transcripts: u64,
-    /// Frames / transcripts already added to the engine counters.
-    flushed: (u64, u64),
+    /// Transcript lines of channels no audio came on yet (role unknown),
+    /// and how many of them were added to the engine counters.
+    stray: (u64, u64),
     pcm: Vec<u8>,
     dirty: bool,
 }
@@ -56,7 +85,7 @@ impl Meter {
             channels: Vec::with_capacity(2),
             frames: 0,
             transcripts: 0,
-            flushed: (0, 0),
+            stray: (0, 0),
             pcm: vec![0; PCM_SCRATCH],
             dirty: true,
         }
@@ -123,11 +152,16 @@ impl Meter {
     pub fn transcript(&mut self, channel: &str) -> &'static str {
         self.transcripts += 1;
         self.dirty = true;
-        self.channels
-            .iter()
-            .find(|c| c.id == channel)
-            .map(|c| c.role)
-            .unwrap_or("")
+        match self.channels.iter_mut().find(|c| c.id == channel) {
+            Some(c) => {
+                c.transcripts += 1;
+                c.role
+            }
+            None => {
+                self.stray.0 += 1;
+                ""
+            }
+        }
     }
 
     /// Apply a voice event: it may say who a channel is.
@@ -146,14 +180,18 @@ impl Meter {
         }
     }
 
-    /// Counts not yet added to the engine-wide counters (and mark them
-    /// added).
-    pub fn unflushed(&mut self) -> (u64, u64) {
-        let delta = (
-            self.frames - self.flushed.0,
-            self.transcripts - self.flushed.1,
-        );
-        self.flushed = (self.frames, self.transcripts);
+    /// Counts not yet added to the engine-wide counters, by the role each
+    /// channel has now (and mark them added).
+    pub fn unflushed(&mut self) -> Unflushed {
+        let mut delta = Unflushed::default();
+        for c in &mut self.channels {
+            let r = role_index(c.role);
+            delta.frames[r] += c.frames - c.flushed.0;
+            delta.transcripts[r] += c.transcripts - c.flushed.1;
+            c.flushed = (c.frames, c.transcripts);
+        }
+        delta.transcripts[2] += self.stray.0 - self.stray.1;
+        self.stray.1 = self.stray.0;
         delta
     }
 
@@ -263,8 +301,8 @@ mod tests {
         assert!((v.channels[0].level - 0.5).abs() < 0.001);
         assert_eq!(v.channels[0].frames, 120);
         assert!(!m.dirty());
-        assert_eq!(m.unflushed(), (120, 0));
-        assert_eq!(m.unflushed(), (0, 0));
+        assert_eq!(m.unflushed().totals(), (120, 0));
+        assert_eq!(m.unflushed().totals(), (0, 0));
     }
 
     #[test]
@@ -316,5 +354,25 @@ mod tests {
         assert_eq!(m.transcript("7"), AGENT);
         assert_eq!(m.transcript("8"), "");
         assert_eq!(m.transcripts(), 2);
+    }
+
+    #[test]
+    fn counts_are_flushed_by_the_role_their_channel_has_by_then() {
+        let mut m = Meter::new();
+        let frame = b64(&[0u8; 640]);
+        m.audio("1", &frame);
+        m.audio("2", &frame);
+        m.transcript("9");
+        // Channel 1 is named before the flush: its frame counts as the caller's.
+        m.event(voice_event::CONSUMER_ANSWERED, None, Some("1"));
+        let d = m.unflushed();
+        assert_eq!(d.frames, [1, 0, 1]);
+        assert_eq!(d.transcripts, [0, 0, 1]);
+        m.event(voice_event::USER_ANSWERED, None, Some("2"));
+        m.audio("2", &frame);
+        m.transcript("2");
+        let d = m.unflushed();
+        assert_eq!((d.frames, d.transcripts), ([0, 1, 0], [0, 1, 0]));
+        assert_eq!(m.unflushed(), Unflushed::default());
     }
 }

@@ -58,6 +58,9 @@ pub struct SessionDeps {
 pub struct EngineCounters {
     pub frames: AtomicU64,
     pub transcripts: AtomicU64,
+    /// Frames and transcript lines by channel role ([`meter::ROLES`] order).
+    pub frames_by_role: [AtomicU64; 3],
+    pub transcripts_by_role: [AtomicU64; 3],
     pub sessions_started: AtomicU64,
     pub sessions_failed: AtomicU64,
     pub reconnects: AtomicU64,
@@ -67,6 +70,25 @@ pub struct EngineCounters {
     pub handshake_refusals: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Streams taken over from an instance that died.
     pub lease_takeovers: AtomicU64,
+    /// Stream leases this instance holds now (with a shared store).
+    pub leases_held: AtomicU64,
+    /// Keep-alives: from reading Zoom's request to the answer written to
+    /// the socket, and how old the request was by then by Zoom's timestamp
+    /// (network delay plus any clock offset). A few per stream a minute.
+    pub keepalive_answer: KeepAliveTimes,
+    pub keepalive_age: KeepAliveTimes,
+}
+
+/// A histogram of keep-alive times in seconds (100 µs … ~3 s).
+#[derive(Debug, Clone)]
+pub struct KeepAliveTimes(pub prometheus_client::metrics::histogram::Histogram);
+
+impl Default for KeepAliveTimes {
+    fn default() -> Self {
+        Self(prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
+        ))
+    }
 }
 
 /// Why a connection ended before the engine connected again: a closed set,
@@ -109,11 +131,51 @@ impl ReconnectReason {
 }
 
 impl EngineCounters {
+    /// Add a session's counts (a few times a second per stream).
+    pub fn add(&self, delta: &meter::Unflushed) {
+        let (frames, transcripts) = delta.totals();
+        self.frames.fetch_add(frames, Ordering::Relaxed);
+        self.transcripts.fetch_add(transcripts, Ordering::Relaxed);
+        for (i, n) in delta.frames.iter().enumerate() {
+            if *n > 0 {
+                self.frames_by_role[i].fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        for (i, n) in delta.transcripts.iter().enumerate() {
+            if *n > 0 {
+                self.transcripts_by_role[i].fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// (role, frames, transcript lines) for every role.
+    pub fn by_role(&self) -> Vec<(&'static str, u64, u64)> {
+        meter::ROLES
+            .iter()
+            .enumerate()
+            .map(|(i, role)| {
+                (
+                    *role,
+                    self.frames_by_role[i].load(Ordering::Relaxed),
+                    self.transcripts_by_role[i].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
     /// A reconnection is under way (a few per stream at most, never per frame).
     pub fn reconnected(&self, reason: Option<ReconnectReason>) {
         if let Some(reason) = reason {
             self.reconnects_by_reason[reason as usize].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A keep-alive was answered, `took` after it was read; `sent_ms`:
+    /// Zoom's timestamp in it.
+    pub fn keepalive(&self, took: std::time::Duration, sent_ms: i64) {
+        self.keepalive_answer.0.observe(took.as_secs_f64());
+        let age_ms = crate::time::now_ms().saturating_sub(sent_ms).max(0);
+        self.keepalive_age.0.observe(age_ms as f64 / 1000.0);
     }
 
     /// Zoom refused a handshake with RTMS status `code`.

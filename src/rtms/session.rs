@@ -122,12 +122,7 @@ impl<C: Connect> Session<C> {
     }
 
     fn publish_view(&mut self, state: &str) {
-        let (frames, transcripts) = self.meter.unflushed();
-        let counters = &self.deps.counters;
-        counters.frames.fetch_add(frames, Ordering::Relaxed);
-        counters
-            .transcripts
-            .fetch_add(transcripts, Ordering::Relaxed);
+        self.deps.counters.add(&self.meter.unflushed());
         let view = self.meter.view(&self.spec, state);
         self.deps.bus.stream(view);
     }
@@ -256,8 +251,7 @@ impl<C: Connect> Session<C> {
                     timestamp,
                     sequence,
                 }) => {
-                    let _ = send::<C, _>(ws, &protocol::KeepAliveResp::answer(timestamp, sequence))
-                        .await;
+                    let _ = self.answer_keepalive(ws, timestamp, sequence).await;
                 }
                 Ok(m @ Incoming::SignalingHandshake { .. })
                     if want == protocol::msg::SIGNALING_HAND_SHAKE_RESP =>
@@ -743,8 +737,7 @@ impl<C: Connect> Session<C> {
                 timestamp,
                 sequence,
             }) => {
-                let answer = protocol::KeepAliveResp::answer(timestamp, sequence);
-                if let Err(e) = send::<C, _>(ws, &answer).await {
+                if let Err(e) = self.answer_keepalive(ws, timestamp, sequence).await {
                     return Some(Ended::Lost(e));
                 }
             }
@@ -791,8 +784,7 @@ impl<C: Connect> Session<C> {
                 timestamp,
                 sequence,
             }) => {
-                let answer = protocol::KeepAliveResp::answer(timestamp, sequence);
-                if let Err(e) = send::<C, _>(ws, &answer).await {
+                if let Err(e) = self.answer_keepalive(ws, timestamp, sequence).await {
                     return Some(Ended::Lost(e));
                 }
             }
@@ -800,6 +792,19 @@ impl<C: Connect> Session<C> {
             Err(e) => tracing::debug!(error = %e, "ignored media message"),
         }
         None
+    }
+
+    /// Answer a keep-alive, timing the answer.
+    async fn answer_keepalive(
+        &self,
+        ws: &mut Socket<C>,
+        timestamp: i64,
+        sequence: Option<i64>,
+    ) -> Result<(), String> {
+        let read = Instant::now();
+        let sent = send::<C, _>(ws, &protocol::KeepAliveResp::answer(timestamp, sequence)).await;
+        self.deps.counters.keepalive(read.elapsed(), timestamp);
+        sent
     }
 
     /// Audio replayed from Zoom's buffer is counted, not measured, and

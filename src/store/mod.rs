@@ -137,6 +137,8 @@ pub struct Store {
     inner: Inner,
     prefix: Arc<str>,
     sealer: Arc<Sealer>,
+    /// Times every call to the backend (the metrics), when set.
+    timer: Option<crate::metrics::StoreTimer>,
 }
 
 impl fmt::Debug for Store {
@@ -148,14 +150,20 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Dispatch a primitive to the backend.
+/// Dispatch a primitive to the backend, timed (operation = the primitive's
+/// name) when the store has a timer.
 macro_rules! backend {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match &$self.inner {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        let started = $self.timer.as_ref().map(|_| std::time::Instant::now());
+        let result = match &$self.inner {
             Inner::Embedded(b) => b.$method($($arg),*).await,
             Inner::Redis(b) => b.$method($($arg),*).await,
+        };
+        if let (Some(timer), Some(started)) = (&$self.timer, started) {
+            timer.observe(stringify!($method), started.elapsed(), result.is_ok());
         }
-    };
+        result
+    }};
 }
 
 impl Store {
@@ -171,7 +179,14 @@ impl Store {
             inner,
             prefix: prefix.into(),
             sealer: Arc::new(Sealer::new(key)),
+            timer: None,
         })
+    }
+
+    /// Time every call to the backend from now on.
+    pub fn timed(mut self, timer: crate::metrics::StoreTimer) -> Self {
+        self.timer = Some(timer);
+        self
     }
 
     pub async fn open_embedded(dir: &Path, key: &TokenKey) -> Result<Self, StoreError> {
@@ -196,6 +211,21 @@ impl Store {
         matches!(self.inner, Inner::Redis(_))
     }
 
+    /// Run a call that does not go through [`backend!`], timed like it.
+    async fn time<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let Some(timer) = &self.timer else {
+            return call.await;
+        };
+        let started = std::time::Instant::now();
+        let result = call.await;
+        timer.observe(operation, started.elapsed(), result.is_ok());
+        result
+    }
+
     /// Readiness: the store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         backend!(self.ping())
@@ -204,15 +234,18 @@ impl Store {
     /// Delete expired values (only the embedded file needs it; Redis expires
     /// keys by itself). Returns how many went.
     pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
-        match &self.inner {
-            Inner::Embedded(b) => {
-                let gone = b.sweep_expired().await?;
-                b.prune_sets(self.ended_set_prefix(), self.key("engagement", ""))
-                    .await?;
-                Ok(gone)
+        let sweep = async {
+            match &self.inner {
+                Inner::Embedded(b) => {
+                    let gone = b.sweep_expired().await?;
+                    b.prune_sets(self.ended_set_prefix(), self.key("engagement", ""))
+                        .await?;
+                    Ok(gone)
+                }
+                Inner::Redis(_) => Ok(0),
             }
-            Inner::Redis(_) => Ok(0),
-        }
+        };
+        self.time("sweep_expired", sweep).await
     }
 
     pub(crate) fn key(&self, kind: &str, id: &str) -> String {
@@ -592,11 +625,16 @@ impl Store {
                 .await?;
             if let Some(agent) = &engagement.agent_user_id {
                 let set = self.ended_set(agent);
-                match &self.inner {
-                    // The embedded sweep drops members whose record expired.
-                    Inner::Embedded(b) => b.set_add(set, id.clone()).await?,
-                    Inner::Redis(b) => b.set_add_for(set, id.clone(), ENDED_ENGAGEMENT_TTL).await?,
-                }
+                let add = async {
+                    match &self.inner {
+                        // The embedded sweep drops members whose record expired.
+                        Inner::Embedded(b) => b.set_add(set, id.clone()).await,
+                        Inner::Redis(b) => {
+                            b.set_add_for(set, id.clone(), ENDED_ENGAGEMENT_TTL).await
+                        }
+                    }
+                };
+                self.time("set_add", add).await?;
             }
             for set in self.indexes_of(engagement) {
                 backend!(self.set_remove(set, id.clone()))?;

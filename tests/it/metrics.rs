@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use prometheus_parse::{Scrape, Value};
 
-use crate::helpers::{TestApp, eventually};
+use crate::auth_harness::new_engagement;
+use crate::helpers::{Options, TestApp, eventually};
+use crate::redis_server::RedisServer;
 
 /// Every line is a comment Prometheus knows or a sample; parsed with a
 /// Prometheus parser, every sample line yields a sample.
@@ -185,7 +187,8 @@ async fn metrics_are_for_the_operator_parse_as_prometheus_text_and_move_during_a
                 "status",
                 "backend",
                 "operation",
-                "consumer"
+                "consumer",
+                "channel"
             ]
             .contains(key),
             "unexpected label {key}"
@@ -214,5 +217,97 @@ async fn metrics_are_open_in_demo_mode() {
             .any(|s| s.metric == "zcc_rtms_rtms_streams_active"),
         "engine gauges are exposed"
     );
+    app.shutdown().await;
+}
+
+/// How many observations a histogram (with these labels) holds.
+fn observations(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match &s.value {
+            Value::Histogram(b) => b
+                .iter()
+                .find(|c| c.less_than.is_infinite())
+                .map_or(0.0, |c| c.count),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// A counter summed over every label set.
+fn total(scrape: &Scrape, metric: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+tokio::task_local! {
+    static REDIS_URL: String;
+}
+
+#[tokio::test]
+async fn channels_keepalives_store_calls_and_leases_are_measured_on_redis() {
+    let mut redis = RedisServer::start().await;
+    let opts = Options {
+        keepalive: std::time::Duration::from_secs(1),
+        tweak: |args| args.redis_url = Some(REDIS_URL.with(Clone::clone)),
+        ..Options::default()
+    };
+    let app = REDIS_URL
+        .scope(redis.url(), TestApp::spawn_with(opts))
+        .await;
+    let id = new_engagement(&app, None).await;
+    app.sim.start_rtms(&id).await.expect("rtms start");
+    let frames = "zcc_rtms_rtms_frames_total";
+    let during = eventually(
+        "per-channel frames, a line, keep-alives, a lease",
+        || async {
+            let s = scrape(&app).await;
+            let by = |channel| value(&s, frames, &[("kind", "audio"), ("channel", channel)]);
+            (by("caller") >= 25.0
+                && by("agent") >= 25.0
+                && total(&s, "zcc_rtms_rtms_transcript_lines_total") >= 1.0
+                && observations(&s, "zcc_rtms_rtms_keepalive_answer_seconds", &[]) >= 1.0
+                && value(&s, "zcc_rtms_rtms_leases_held", &[]) == 1.0)
+                .then_some(s)
+        },
+    )
+    .await;
+    assert!(observations(&during, "zcc_rtms_rtms_keepalive_age_seconds", &[]) >= 1.0);
+    for operation in ["lease_claim", "put", "get"] {
+        assert!(
+            observations(
+                &during,
+                "zcc_rtms_store_operation_seconds",
+                &[("backend", "redis"), ("operation", operation)]
+            ) >= 1.0,
+            "{operation} timed"
+        );
+    }
+
+    app.sim.stop_rtms(&id).await.expect("rtms stop");
+    eventually("the lease is given back", || async {
+        let s = scrape(&app).await;
+        (value(&s, "zcc_rtms_rtms_leases_held", &[]) == 0.0
+            && value(&s, "zcc_rtms_rtms_streams_active", &[]) == 0.0)
+            .then_some(())
+    })
+    .await;
+    // The store going away shows as errors of its calls.
+    redis.kill9().await;
+    eventually("a failed store call counted", || async {
+        let _ = app.get("/ready").await;
+        let s = scrape(&app).await;
+        (value(&s, "zcc_rtms_store_errors_total", &[("operation", "put")]) >= 1.0).then_some(())
+    })
+    .await;
     app.shutdown().await;
 }
