@@ -307,7 +307,7 @@ impl Writer {
                 .ok_or_else(|| anyhow::anyhow!("channel id unfit for a file name"))?;
             match layout::create_file(&dir.join(name)) {
                 Ok(file) => {
-                    let wav = WavWriter::new(BufWriter::with_capacity(64 * 1024, file), SPEC)?;
+                    let wav = WavWriter::new(BufWriter::with_capacity(8 * 1024, file), SPEC)?;
                     return Ok(ChannelFile {
                         wav,
                         next_ts: start,
