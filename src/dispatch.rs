@@ -85,7 +85,8 @@ impl Dispatcher {
                 rtms_stream_id,
                 stop_reason,
             } => {
-                self.rtms.stop_stream(&rtms_stream_id);
+                // Revoked: the recordings go first (the writer drops what the
+                // stream still sends), so none outlives the stream.
                 if stop_reason == Some(crate::rtms::protocol::stop_reason::STREAM_REVOKED)
                     && let Some(recorder) = self.rtms.recorder()
                 {
@@ -93,6 +94,7 @@ impl Dispatcher {
                         .delete(&engagement_id, crate::recording::Deletion::Revoked)
                         .await;
                 }
+                self.rtms.stop_stream(&rtms_stream_id);
             }
             WebhookEvent::RtmsInterrupted {
                 engagement_id,

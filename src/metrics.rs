@@ -381,26 +381,30 @@ fn register_recording(registry: &mut Registry) -> crate::recording::RecordingCou
         deleted_deauthorized: by("deauthorized"),
         deleted_retention: by("retention"),
     };
-    registry.register(
-        names::RECORDING_FRAMES_WRITTEN,
-        "Audio frames written to call recordings",
-        c.frames_written.clone(),
-    );
-    registry.register(
-        names::RECORDING_FRAMES_DROPPED,
-        "Audio frames not recorded: the writer fell behind, or a file could not be written",
-        c.frames_dropped.clone(),
-    );
-    registry.register(
-        names::RECORDING_BYTES_WRITTEN,
-        "Audio bytes written to call recordings (silence for gaps included)",
-        c.bytes_written.clone(),
-    );
-    registry.register(
-        names::RECORDING_WRITE_ERRORS,
-        "Recording files that could not be created, written or closed",
-        c.write_errors.clone(),
-    );
+    for (name, help, counter) in [
+        (
+            names::RECORDING_FRAMES_WRITTEN,
+            "Audio frames written to call recordings",
+            &c.frames_written,
+        ),
+        (
+            names::RECORDING_FRAMES_DROPPED,
+            "Audio frames not recorded: the writer fell behind, or a file could not be written",
+            &c.frames_dropped,
+        ),
+        (
+            names::RECORDING_BYTES_WRITTEN,
+            "Audio bytes written to call recordings (silence for gaps included)",
+            &c.bytes_written,
+        ),
+        (
+            names::RECORDING_WRITE_ERRORS,
+            "Recording files that could not be created, written or closed",
+            &c.write_errors,
+        ),
+    ] {
+        registry.register(name, help, counter.clone());
+    }
     registry.register(
         names::RECORDING_FILES_DELETED,
         "Recordings deleted, by reason (revoked by Zoom, app removed, retention)",

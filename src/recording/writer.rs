@@ -307,7 +307,7 @@ impl Writer {
                 .ok_or_else(|| anyhow::anyhow!("channel id unfit for a file name"))?;
             match layout::create_file(&dir.join(name)) {
                 Ok(file) => {
-                    let wav = WavWriter::new(BufWriter::with_capacity(64 * 1024, file), SPEC)?;
+                    let wav = WavWriter::new(BufWriter::with_capacity(8 * 1024, file), SPEC)?;
                     return Ok(ChannelFile {
                         wav,
                         next_ts: start,
@@ -371,6 +371,39 @@ mod tests {
                 silence: (MAX_GAP_MS * PER_MS) as u64
             },
             "one gap is capped"
+        );
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_is_counted_once_and_the_rest_goes_on() {
+        let root = tempfile::tempdir().expect("tempdir");
+        // Where the engagement's directory should be, a file: nothing can be
+        // created under it (as on a full or read-only disk).
+        std::fs::write(root.path().join("bad"), "x").expect("write");
+        let counters = RecordingCounters::default();
+        let mut w = Writer::new(
+            root.path().to_owned(),
+            counters.clone(),
+            Arc::new(AtomicUsize::new(2)),
+        );
+        let mut batch = Batch::new();
+        batch.channels = Arc::from(vec!["1".into()]);
+        for i in 0..3 {
+            batch.push(0, 1_000 + 20 * i, frame_b64(1).as_bytes());
+        }
+        w.batch(1, "bad".into(), &batch);
+        w.batch(1, "bad".into(), &batch);
+        assert_eq!(
+            counters.write_errors.get(),
+            1,
+            "one error per file, not per frame"
+        );
+        assert_eq!(counters.frames_dropped.get(), 6);
+        w.batch(2, "good".into(), &batch);
+        assert_eq!(
+            counters.frames_written.get(),
+            3,
+            "other streams are recorded"
         );
     }
 

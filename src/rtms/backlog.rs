@@ -73,10 +73,16 @@ pub struct Backlog {
 }
 
 impl Backlog {
+    /// How late a frame with timestamp `ts` arrives at `now`, as far as
+    /// the clocks are known to agree.
+    pub fn lag(&self, ts: i64, now: i64) -> i64 {
+        now - self.skew_ms - ts
+    }
+
     /// Classify a frame with timestamp `ts` (Zoom's clock, ms) arriving at
     /// `now` (ours, Unix ms).
     pub fn frame(&mut self, ts: i64, now: i64) -> Frame {
-        let lag = now - self.skew_ms - ts;
+        let lag = self.lag(ts, now);
         let Some(run) = self.run.as_mut() else {
             if lag > LIVE_LAG_MS {
                 self.run = Some(Run {

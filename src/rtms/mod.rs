@@ -4,7 +4,8 @@
 //! (levels and counts of one stream, no IO), [`backlog`] (audio Zoom replays
 //! from its buffer at stream start, told from live audio; pure), [`reconnect`] (what to do after
 //! a connection ends: a pure policy), [`lease`] (which instance consumes a
-//! stream), [`transport`] (the WebSocket client behind a small trait),
+//! stream), [`transport`] (the WebSocket client behind a small trait, over
+//! [`polled`]: a TCP socket whose reads can leave the event loop),
 //! [`session`] (one stream's sockets and loop) and [`manager`] (start/stop by
 //! id, caps). The types the manager and the sessions share live here, so
 //! neither imports the other. Never serves HTTP.
@@ -20,6 +21,7 @@ pub mod backlog;
 pub mod lease;
 pub mod manager;
 pub mod meter;
+pub mod polled;
 pub mod protocol;
 pub mod reconnect;
 pub mod session;

@@ -2,7 +2,9 @@
 //!
 //! Connects to the signaling URL, handshakes, opens the audio socket (and a
 //! transcript socket when Zoom offers one), sends CLIENT_READY_ACK, answers
-//! keep-alives on every socket, and measures audio per channel. What to do
+//! keep-alives on every socket, and measures audio per channel. While
+//! streaming, the audio socket is read on a tick, every frame that came since
+//! at once, instead of waking the task per frame. What to do
 //! when a connection ends is the [`reconnect`](super::reconnect) policy's
 //! call; this loop carries it out. Sockets being left (stop, fail-over,
 //! reconnection) are closed and read to their end, so frames Zoom already
@@ -27,15 +29,24 @@ use crate::status::{Level, TranscriptLine};
 
 pub use super::meter::CHUNK_REPORT_EVERY;
 
-/// How often the stream view (meters, counts) is published while streaming;
-/// also the resolution of the silence checks.
+/// How often the stream view (meters, counts) is published while streaming.
 const VIEW_INTERVAL: Duration = Duration::from_millis(200);
 /// An interruption notice is acted on when nothing is heard for this long
 /// (while data flows, it is about a connection we already replaced).
 const INTERRUPT_STALE_AFTER: Duration = Duration::from_secs(1);
-/// Audio messages handled in a row before the other sockets and timers are
-/// looked at even if audio is still ready.
-const AUDIO_STREAK: usize = 16;
+/// How often the audio socket is read while streaming. It is not watched
+/// in between: a wake-up per 20 ms frame costs several times the frame's
+/// decoding, so each tick reads the ~5 frames that came since at once.
+/// Also the resolution of the silence checks; keep-alives on the audio
+/// socket are answered within a tick.
+pub const MEDIA_TICK: Duration = Duration::from_millis(100);
+/// Audio messages read on one tick at most; more means we are behind.
+const DRAIN_MAX: usize = 64;
+/// Audio later than this (ms) means we are behind: the audio socket is
+/// then read as data comes until a frame is no later than
+/// `CAUGHT_UP_LAG_MS`.
+const BEHIND_LAG_MS: i64 = 500;
+const CAUGHT_UP_LAG_MS: i64 = 200;
 /// How long sockets being left are read for what Zoom already sent.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -57,6 +68,8 @@ pub struct Session<C: Connect> {
     /// Messages received on any socket (the clock is read per tick, not per
     /// message).
     heard: u64,
+    /// How late the last audio frame came (ms, see [`Backlog::lag`]).
+    lag_ms: i64,
     /// This stream's hand-off to the call recorder (`RECORDINGS_DIR`).
     recording: Option<crate::recording::StreamRecorder>,
 }
@@ -98,6 +111,7 @@ impl<C: Connect> Session<C> {
             sequence: rand::random::<u32>() as u64,
             streamed: false,
             heard: 0,
+            lag_ms: 0,
         }
     }
 
@@ -449,6 +463,11 @@ impl<C: Connect> Session<C> {
         code: u16,
     ) {
         let deadline = Instant::now() + CLOSE_GRACE;
+        // What audio already holds is read before our close goes: Zoom may
+        // have closed it already, and a failed send ends the reading too.
+        self.read_ready(audio);
+        // The rest as it comes, no longer on a tick.
+        C::set_polled(audio, false);
         let _ = timeout_at(deadline, audio.send(C::Message::close(code))).await;
         if let Some(t) = transcript.as_mut() {
             let _ = timeout_at(deadline, t.send(C::Message::close(code))).await;
@@ -469,17 +488,35 @@ impl<C: Connect> Session<C> {
 
     async fn read_to_end(&mut self, ws: &mut Socket<C>, deadline: Instant) {
         while let Ok(Some(Ok(m))) = timeout_at(deadline, ws.next()).await {
-            if m.close_text().is_some() {
+            if self.counted(m) {
                 return;
             }
-            if let Some(bytes) = m.payload() {
-                match protocol::decode(bytes) {
-                    Ok(Incoming::Audio(frame)) => self.audio(&frame),
-                    Ok(Incoming::Transcript(t)) => self.transcript(t),
-                    _ => {}
-                }
+        }
+    }
+
+    /// What already came on a polled socket, up to its close.
+    fn read_ready(&mut self, ws: &mut Socket<C>) {
+        C::allow_read(ws);
+        while let Some(Some(Ok(m))) = ws.next().now_or_never() {
+            if self.counted(m) {
+                return;
             }
         }
+    }
+
+    /// Count a media message read while leaving; true for a close.
+    fn counted(&mut self, m: C::Message) -> bool {
+        if m.close_text().is_some() {
+            return true;
+        }
+        if let Some(bytes) = m.payload() {
+            match protocol::decode(bytes) {
+                Ok(Incoming::Audio(frame)) => self.audio(&frame),
+                Ok(Incoming::Transcript(t)) => self.transcript(t),
+                _ => {}
+            }
+        }
+        false
     }
 
     async fn stream(
@@ -489,8 +526,15 @@ impl<C: Connect> Session<C> {
         transcript: &mut Option<Socket<C>>,
         plan: &MediaPlan,
     ) -> Ended {
-        let mut tick = tokio::time::interval(VIEW_INTERVAL);
+        // Keeping up, audio wakes nobody: it is read on the tick, every
+        // frame that came since in one go (see `MEDIA_TICK`). Behind (a
+        // replayed backlog, an overloaded instance), it is read as it comes,
+        // so Zoom's sending is never held back by our ticks.
+        let mut behind = false;
+        C::set_polled(audio, true);
+        let mut tick = tokio::time::interval(MEDIA_TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut view_due = Instant::now() + VIEW_INTERVAL;
         let idle_timeout = self.deps.config.idle_timeout;
         let mut silence = Silence {
             heard: self.heard,
@@ -499,51 +543,21 @@ impl<C: Connect> Session<C> {
         // Set by an interruption notice that arrived while data was flowing:
         // when, and what had been heard by then.
         let mut suspect: Option<(Instant, u64)> = None;
-        // Audio first: a wake is almost always a frame, and a branch that
-        // is ready ends the poll of the others. `streak` keeps the rest from
-        // starving while audio stays ready (an overloaded instance).
-        let mut streak = 0usize;
         loop {
             tokio::select! {
                 biased;
-                m = audio.next(), if streak < AUDIO_STREAK => {
-                    streak += 1;
-                    match self.on_media(audio, m, "audio").await {
-                        None => {}
-                        // Media-only loss: when signaling is up, reconnect
-                        // just the audio socket (protocol doc §17.3).
-                        Some(Ended::Lost(why)) => {
-                            if let Some(m) = sig.next().now_or_never()
-                                && let Some(end) = self.on_signaling(sig, m).await
-                            {
-                                return end;
-                            }
-                            match self.reopen_audio(sig, plan, &why).await {
-                            Ok(ws) => {
-                                *audio = ws;
-                                silence = Silence { heard: self.heard, at: Instant::now() };
-                            }
-                            Err(end) => return end,
-                        }
-                        }
-                        Some(end) => return end,
-                    }
-                }
                 m = sig.next() => {
-                    streak = 0;
                     self.heard += 1;
                     if let Some(end) = self.on_signaling(sig, m).await {
                         return end;
                     }
                 }
                 m = next_opt::<C>(transcript) => {
-                    streak = 0;
                     if let Some(end) = self.on_media_opt(transcript, m).await {
                         return end;
                     }
                 }
                 ctl = self.control.recv() => {
-                    streak = 0;
                     match ctl {
                         Some(Control::Restart { server_urls }) => return Ended::Restart(server_urls),
                         // Zoom reports a drop it saw. While media flows the notice
@@ -562,15 +576,27 @@ impl<C: Connect> Session<C> {
                     }
                 }
                 now = tick.tick() => {
-                    streak = 0;
+                    match self.drain_audio(sig, audio, plan, &mut silence).await {
+                        Ok(full) => {
+                            let late = full || self.lag_ms > BEHIND_LAG_MS;
+                            if late != behind {
+                                behind = late;
+                                C::set_polled(audio, !behind);
+                            }
+                        }
+                        Err(end) => return end,
+                    }
                     // Cancellation without a `Stop` message (shutdown) is
-                    // noticed here: polling the token on every frame costs
-                    // two locks.
+                    // noticed here: polling the token on every wake-up
+                    // costs two locks.
                     if self.cancel.is_cancelled() {
                         return Ended::Cancelled;
                     }
-                    if self.meter.dirty() {
-                        self.publish_view("streaming");
+                    if now >= view_due {
+                        view_due = now + VIEW_INTERVAL;
+                        if self.meter.dirty() {
+                            self.publish_view("streaming");
+                        }
                     }
                     if self.heard != silence.heard {
                         silence = Silence { heard: self.heard, at: now };
@@ -589,9 +615,66 @@ impl<C: Connect> Session<C> {
                         ));
                     }
                 }
-                // Audio was skipped for one round and nothing else was ready.
-                _ = std::future::ready(()), if streak >= AUDIO_STREAK => streak = 0,
+                m = audio.next(), if behind => {
+                    if let Err(end) = self.on_audio(sig, audio, plan, &mut silence, m).await {
+                        return end;
+                    }
+                    if self.lag_ms <= CAUGHT_UP_LAG_MS {
+                        behind = false;
+                        C::set_polled(audio, true);
+                    }
+                }
             }
+        }
+    }
+
+    /// Handle what arrived on the audio socket since the last tick, at most
+    /// `DRAIN_MAX` messages: `Ok(true)` when that many were there.
+    async fn drain_audio(
+        &mut self,
+        sig: &mut Socket<C>,
+        audio: &mut Socket<C>,
+        plan: &MediaPlan,
+        silence: &mut Silence,
+    ) -> Result<bool, Ended> {
+        C::allow_read(audio);
+        for _ in 0..DRAIN_MAX {
+            let Some(m) = audio.next().now_or_never() else {
+                return Ok(false);
+            };
+            self.on_audio(sig, audio, plan, silence, m).await?;
+        }
+        Ok(true)
+    }
+
+    /// One message from the audio socket. A lost audio socket is reopened
+    /// alone while signaling is up (protocol doc §17.3).
+    async fn on_audio(
+        &mut self,
+        sig: &mut Socket<C>,
+        audio: &mut Socket<C>,
+        plan: &MediaPlan,
+        silence: &mut Silence,
+        m: Next<C>,
+    ) -> Result<(), Ended> {
+        match self.on_media(audio, m, "audio").await {
+            None => Ok(()),
+            Some(Ended::Lost(why)) => {
+                if let Some(m) = sig.next().now_or_never()
+                    && let Some(end) = self.on_signaling(sig, m).await
+                {
+                    return Err(end);
+                }
+                let mut ws = self.reopen_audio(sig, plan, &why).await?;
+                C::set_polled(&mut ws, true);
+                *audio = ws;
+                *silence = Silence {
+                    heard: self.heard,
+                    at: Instant::now(),
+                };
+                Ok(())
+            }
+            Some(end) => Err(end),
         }
     }
 
@@ -730,7 +813,9 @@ impl<C: Connect> Session<C> {
         if let Some(r) = &mut self.recording {
             r.frame(&frame.channel, frame.timestamp, frame.data.as_bytes());
         }
-        match self.backlog.frame(frame.timestamp, crate::time::now_ms()) {
+        let now = crate::time::now_ms();
+        self.lag_ms = self.backlog.lag(frame.timestamp, now);
+        match self.backlog.frame(frame.timestamp, now) {
             Frame::Buffered => self.meter.buffered(&frame.channel),
             Frame::Live { caught_up } => {
                 if let Some(c) = caught_up {

@@ -17,6 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use super::polled::Tcp;
+
 /// Largest RTMS message accepted (an audio frame is ~1 KB).
 pub const MAX_MESSAGE: usize = 1 << 20;
 /// Bytes read from a socket at once. Small: an instance holds thousands of
@@ -51,6 +53,15 @@ pub trait Connect: Send + Sync + 'static {
         + 'static;
 
     fn connect(&self, url: &str) -> impl Future<Output = Result<Self::Socket, String>> + Send;
+
+    /// From now on data arriving on `socket` wakes nobody (true) or wakes
+    /// its reader again (false). A polled socket is read by its owner on its
+    /// own tick, after [`allow_read`](Connect::allow_read). A client that
+    /// cannot do this keeps waking its reader, which is only slower.
+    fn set_polled(_socket: &mut Self::Socket, _polled: bool) {}
+
+    /// A polled socket may be read again, until a read finds it drained.
+    fn allow_read(_socket: &mut Self::Socket) {}
 }
 
 /// The real client: tungstenite over rustls.
@@ -118,12 +129,14 @@ impl WsMessage for Message {
 /// over rustls. Its reads go into spare buffer capacity (nothing zeroed).
 pub struct TokioWebsockets {
     tls: tokio_websockets::Connector,
+    plain: tokio_websockets::Connector,
 }
 
 impl TokioWebsockets {
     pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
         Self {
             tls: tokio_websockets::Connector::Rustls(tokio_rustls::TlsConnector::from(tls)),
+            plain: tokio_websockets::Connector::Plain,
         }
     }
 }
@@ -131,19 +144,54 @@ impl TokioWebsockets {
 impl Connect for TokioWebsockets {
     type Message = tokio_websockets::Message;
     type Error = tokio_websockets::Error;
-    type Socket = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<TcpStream>>;
+    type Socket = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<Tcp>>;
 
     async fn connect(&self, url: &str) -> Result<Self::Socket, String> {
-        let builder = tokio_websockets::ClientBuilder::new()
+        let failed = |e: &dyn fmt::Display| format!("cannot connect to {url}: {e}");
+        let parsed = url::Url::parse(url).map_err(|e| failed(&e))?;
+        let connector = match parsed.scheme() {
+            "ws" => &self.plain,
+            "wss" => &self.tls,
+            other => return Err(failed(&format!("unsupported scheme {other}"))),
+        };
+        let host = parsed.host_str().ok_or_else(|| failed(&"no host"))?;
+        // An IPv6 literal comes bracketed; neither resolving nor TLS wants that.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = parsed
+            .port_or_known_default()
+            .ok_or_else(|| failed(&"no port"))?;
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|e| failed(&e))?;
+        let stream = connector
+            .wrap(host, Tcp::new(tcp))
+            .await
+            .map_err(|e| failed(&e))?;
+        tokio_websockets::ClientBuilder::new()
             .uri(url)
-            .map_err(|e| format!("cannot connect to {url}: {e}"))?
-            .connector(&self.tls)
-            .limits(tokio_websockets::Limits::default().max_payload_len(Some(MAX_MESSAGE)));
-        builder
-            .connect()
+            .map_err(|e| failed(&e))?
+            .limits(tokio_websockets::Limits::default().max_payload_len(Some(MAX_MESSAGE)))
+            .connect_on(stream)
             .await
             .map(|(ws, _)| ws)
-            .map_err(|e| format!("cannot connect to {url}: {e}"))
+            .map_err(|e| failed(&e))
+    }
+
+    fn set_polled(socket: &mut Self::Socket, polled: bool) {
+        tcp_of(socket).set_polled(polled);
+    }
+
+    fn allow_read(socket: &mut Self::Socket) {
+        tcp_of(socket).allow_read();
+    }
+}
+
+fn tcp_of(
+    socket: &mut tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<Tcp>>,
+) -> &mut Tcp {
+    match socket.get_mut() {
+        tokio_websockets::MaybeTlsStream::Plain(tcp) => tcp,
+        tokio_websockets::MaybeTlsStream::Rustls(tls) => tls.get_mut().0,
     }
 }
 

@@ -1019,6 +1019,12 @@ async fn drive(shared: Arc<Shared>, stream: Arc<Stream>) {
         }
         // After a stall, catch up a little; older frames are lost like packets.
         let from = next_frame.max(due.saturating_sub(MAX_CATCH_UP - 1));
+        if from > next_frame {
+            shared
+                .stats
+                .frames_skipped
+                .fetch_add(from - next_frame, Ordering::Relaxed);
+        }
         next_frame = due + 1;
         if shared.stop_answering() {
             continue;

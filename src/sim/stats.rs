@@ -22,6 +22,7 @@ pub(crate) struct Stats {
     pub media_total: AtomicU64,
     pub frames_sent: AtomicU64,
     pub frames_dropped: AtomicU64,
+    pub frames_skipped: AtomicU64,
     pub frames_buffered: AtomicU64,
     pub keepalives_late: AtomicU64,
     pub keepalive_max_ms: AtomicU64,
@@ -96,6 +97,7 @@ impl Stats {
             media_handshakes: media,
             frames_sent: get(&self.frames_sent),
             frames_dropped: get(&self.frames_dropped),
+            frames_skipped: get(&self.frames_skipped),
             frames_buffered: get(&self.frames_buffered),
             transcripts_sent: get(&self.transcripts_sent),
             events_sent: get(&self.events_sent),
@@ -131,6 +133,10 @@ pub struct SimStats {
     pub frames_sent: u64,
     /// Audio frames not sent because a client did not keep up.
     pub frames_dropped: u64,
+    /// 20 ms slots a stream never sent because its driver stalled (each is
+    /// one frame lost on every channel).
+    #[serde(default)]
+    pub frames_skipped: u64,
     /// Audio frames (of `frames_sent`) replayed from the buffer to a
     /// consumer that connected after the stream began.
     #[serde(default)]

@@ -451,14 +451,23 @@ async fn control_routes_answer_json_and_reject_unknown_ids_and_bad_input() {
         .expect("sid")
         .to_string();
     assert_eq!(sid.len(), 32);
-    for path in ["rtms/stop", "end"] {
-        let r = http
-            .post(format!("{base}/sim/engagements/{eid}/{path}"))
+    let stop = |body: &'static str| {
+        http.post(format!("{base}/sim/engagements/{eid}/rtms/stop"))
+            .body(body)
             .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200, "{path}");
-    }
+    };
+    let r = stop(r#"{"stop_reason": 99}"#).await.expect("post");
+    assert_eq!(r.status(), 400, "not an RTMS stop reason");
+    // Any stop reason, e.g. STREAM_REVOKED.
+    let r = stop(r#"{"stop_reason": 8}"#).await.expect("post");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.expect("json")["stop_reason"], 8);
+    let r = http
+        .post(format!("{base}/sim/engagements/{eid}/end"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200, "end");
     for path in ["rtms/start", "rtms/stop", "end"] {
         let r = http
             .post(format!("{base}/sim/engagements/nope/{path}"))
