@@ -213,6 +213,7 @@ pub struct Scraped {
     pub inbox_depth: Option<u64>,
     pub token_refreshes_ok: u64,
     pub token_refreshes_failed: u64,
+    pub token_refreshes_revoked: u64,
 }
 
 /// The metrics counted as they happen. Cheap to clone (shared handles).
@@ -519,6 +520,7 @@ fn scraped_registry(s: &Scraped) -> Registry {
     for (outcome, n) in [
         ("ok", s.token_refreshes_ok),
         ("failed", s.token_refreshes_failed),
+        ("revoked", s.token_refreshes_revoked),
     ] {
         refreshes
             .get_or_create(&OutcomeLabels { outcome })
