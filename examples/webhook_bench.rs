@@ -96,8 +96,8 @@ async fn run(
         },
         port: Some("0".into()),
         bind: Some("127.0.0.1".into()),
-        session_secret: Some(zcc_rtms::config::random_hex(32)),
-        token_encryption_key: Some(zcc_rtms::config::random_hex(32)),
+        session_secret: Some(zcc_rtms::util::random_hex(32)),
+        token_encryption_key: Some(zcc_rtms::util::random_hex(32)),
         data_dir: Some(dir.join("data")),
         redis_url,
         ..ServeArgs::default()

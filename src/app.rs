@@ -96,7 +96,7 @@ impl App {
             },
             store.clone(),
         );
-        let instance = format!("instance-{}", crate::config::random_hex(8));
+        let instance = format!("instance-{}", crate::util::random_hex(8));
         let inbox = Inbox::open(&store, &instance, config.inbox.clone())
             .await
             .context("opening the webhook inbox")?;

@@ -436,7 +436,7 @@ impl Config {
                     reason: "must be at least 32 characters".into(),
                 });
             }
-            None if demo => Secret::new(random_hex(32)),
+            None if demo => Secret::new(crate::util::random_hex(32)),
             None => {
                 return Err(ConfigError::Missing {
                     var: "SESSION_SECRET",
@@ -716,14 +716,6 @@ fn parse_key(raw: &str) -> Result<[u8; 32], ConfigError> {
             var: "TOKEN_ENCRYPTION_KEY",
             reason: "must be 32 bytes as 64 hex characters or base64".into(),
         })
-}
-
-/// `n` random bytes as lowercase hex.
-pub fn random_hex(n: usize) -> String {
-    use rand::RngCore as _;
-    let mut buf = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut buf);
-    hex::encode(buf)
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub fn spawn(
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
-    let origin = crate::config::random_hex(8);
+    let origin = crate::util::random_hex(8);
     tracker.spawn(publish(
         client.clone(),
         channel.clone(),

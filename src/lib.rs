@@ -29,6 +29,7 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod util;
 pub mod webhook;
 pub mod zoom;
 

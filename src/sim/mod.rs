@@ -43,8 +43,8 @@ pub use faults::{FaultRequest, FaultState};
 pub use net::{Certs, make_certs};
 pub use stats::SimStats;
 
-use crate::config::random_hex;
 use crate::secret::Secret;
+use crate::util::random_hex;
 use state::{Ending, Shared, State, lock};
 
 #[derive(Debug, Clone)]

@@ -338,7 +338,7 @@ pub fn make_certs(listen_ip: IpAddr) -> anyhow::Result<Certs> {
     .context("server certificate")?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
 
-    let dir = std::env::temp_dir().join(format!("zcc-rtms-sim-{}", crate::config::random_hex(6)));
+    let dir = std::env::temp_dir().join(format!("zcc-rtms-sim-{}", crate::util::random_hex(6)));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca_pem = ca.pem();
     let ca_path = dir.join("ca.pem");

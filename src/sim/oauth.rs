@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::SimHandle;
 use super::state::{AccessToken, AuthCode, RefreshToken, lock};
-use crate::config::random_hex;
+use crate::util::random_hex;
 
 /// Authorization codes live five minutes (Zoom error 4733 after that).
 const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(300);

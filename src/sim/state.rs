@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Message;
-use base64::Engine as _;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -29,10 +28,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A Zoom-looking id: 16 random bytes, base64url without padding (22 chars).
 pub(crate) fn zoom_id() -> String {
-    use rand::RngCore as _;
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    crate::util::random_b64(16)
 }
 
 pub(crate) struct Shared {
@@ -222,14 +218,14 @@ impl Stream {
         started_ms: i64,
         cancel: CancellationToken,
     ) -> Self {
-        let id = crate::config::random_hex(16);
+        let id = crate::util::random_hex(16);
         Self {
             offset: super::audio::stream_offset(&id),
             id,
             engagement_id: engagement.engagement_id.clone(),
             account_id: engagement.account_id.clone(),
             agent,
-            session_id: crate::config::random_hex(16),
+            session_id: crate::util::random_hex(16),
             cancel,
             inner: Mutex::new(StreamInner {
                 phase: Phase::Waiting,

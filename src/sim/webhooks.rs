@@ -92,7 +92,7 @@ pub(crate) async fn deliver(shared: &Shared, item: &Outgoing) -> bool {
                 .header("x-zm-signature", signature)
                 .header(
                     "x-zm-trackingid",
-                    format!("v=2.0.0;clid=sim;rid={}", crate::config::random_hex(8)),
+                    format!("v=2.0.0;clid=sim;rid={}", crate::util::random_hex(8)),
                 )
                 .body(item.body.clone())
                 .timeout(shared.cfg.webhook_timeout)

@@ -286,8 +286,8 @@ impl Store {
     /// Readiness: a value written is read back (a real write round-trip on
     /// the embedded file, a round-trip to Redis).
     pub async fn check_write(&self) -> Result<(), StoreError> {
-        let key = self.key("ready", &crate::config::random_hex(8));
-        let nonce = crate::config::random_hex(8).into_bytes();
+        let key = self.key("ready", &crate::util::random_hex(8));
+        let nonce = crate::util::random_hex(8).into_bytes();
         backend!(self.put(key.clone(), nonce.clone(), Some(Duration::from_secs(60))))?;
         let back = backend!(self.take(key))?;
         if back.as_deref() == Some(nonce.as_slice()) {

@@ -223,7 +223,7 @@ impl ZoomClient {
                 http,
                 config,
                 store,
-                instance_id: crate::config::random_hex(8),
+                instance_id: crate::util::random_hex(8),
                 refresh_locks: Mutex::default(),
                 default_caller: Mutex::default(),
                 counters: ZoomCounters::default(),
@@ -524,11 +524,7 @@ impl ZoomClient {
         let _local = local.lock().await;
 
         let lock_name = format!("refresh:{id}");
-        let owner = format!(
-            "{}:{}",
-            self.inner.instance_id,
-            crate::config::random_hex(4)
-        );
+        let owner = format!("{}:{}", self.inner.instance_id, crate::util::random_hex(4));
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
         while !store.try_lock(&lock_name, &owner, LOCK_TTL).await? {
             if tokio::time::Instant::now() >= deadline {

@@ -9,9 +9,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
+
+use crate::util::random_b64;
 
 /// How long an install may take between `/install` and `/callback`.
 pub const STATE_TTL_SECS: i64 = 10 * 60;
@@ -37,12 +38,6 @@ impl PkceMethod {
             _ => None,
         }
     }
-}
-
-fn random_b64(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// A PKCE code verifier: 43 characters from the unreserved set (RFC 7636).

@@ -109,7 +109,7 @@ pub(crate) struct Secrets {
 impl Secrets {
     pub(crate) fn new() -> Self {
         let mut key = [0u8; 32];
-        for (i, b) in zcc_rtms::config::random_hex(32)
+        for (i, b) in zcc_rtms::util::random_hex(32)
             .as_bytes()
             .chunks(2)
             .enumerate()
@@ -118,7 +118,7 @@ impl Secrets {
         }
         Self {
             key,
-            session: zcc_rtms::config::random_hex(32),
+            session: zcc_rtms::util::random_hex(32),
         }
     }
 }

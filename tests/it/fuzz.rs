@@ -146,8 +146,8 @@ async fn a_hundred_thousand_generated_webhooks_get_an_answer_with_a_reason_and_o
         },
         port: Some("0".into()),
         bind: Some("127.0.0.1".into()),
-        session_secret: Some(zcc_rtms::config::random_hex(32)),
-        token_encryption_key: Some(zcc_rtms::config::random_hex(32)),
+        session_secret: Some(zcc_rtms::util::random_hex(32)),
+        token_encryption_key: Some(zcc_rtms::util::random_hex(32)),
         data_dir: Some(dir.path().to_owned()),
         ..Default::default()
     };

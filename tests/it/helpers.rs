@@ -105,9 +105,9 @@ impl TestApp {
             zoom_api_url: Some(format!("{sim_base}/v2")),
             zoom_ca_cert: sim.ca_cert_path().map(Into::into),
             apps_sdk_url: Some(format!("{sim_base}/sim/appssdk.js")),
-            session_secret: Some(zcc_rtms::config::random_hex(32)),
-            token_encryption_key: Some(zcc_rtms::config::random_hex(32)),
-            admin_token: Some(zcc_rtms::config::random_hex(24)),
+            session_secret: Some(zcc_rtms::util::random_hex(32)),
+            token_encryption_key: Some(zcc_rtms::util::random_hex(32)),
+            admin_token: Some(zcc_rtms::util::random_hex(24)),
             data_dir: Some(data_dir.path().to_owned()),
             ..ServeArgs::default()
         };

@@ -302,7 +302,7 @@ tokio::task_local! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_leaves_unapplied_webhooks_for_the_next_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let at = (dir.path().join("data"), zcc_rtms::config::random_hex(32));
+    let at = (dir.path().join("data"), zcc_rtms::util::random_hex(32));
     let opts = crate::helpers::Options {
         tweak: |args| {
             let (data, key) = RESTART_AT.with(Clone::clone);
