@@ -211,10 +211,12 @@ impl<C: Connect> Session<C> {
     }
 
     async fn connect(&self, url: &str) -> Result<Socket<C>, String> {
-        match timeout(
+        // Boxed: the client's connect future is large, and a session's
+        // future is as large as its largest state for its whole life.
+        match Box::pin(timeout(
             self.deps.config.connect_timeout,
             self.connector.connect(url),
-        )
+        ))
         .await
         {
             Err(_) => Err(format!("connecting to {url} timed out")),
@@ -665,7 +667,7 @@ impl<C: Connect> Session<C> {
                 {
                     return Err(end);
                 }
-                let mut ws = self.reopen_audio(sig, plan, &why).await?;
+                let mut ws = Box::pin(self.reopen_audio(sig, plan, &why)).await?;
                 C::set_polled(&mut ws, true);
                 *audio = ws;
                 *silence = Silence {
