@@ -588,14 +588,13 @@ impl<C: Connect> Session<C> {
                         }
                         Err(end) => return end,
                     }
-                    // Cancellation without a `Stop` message (shutdown) is
-                    // noticed here: polling the token on every wake-up
-                    // costs two locks.
-                    if self.cancel.is_cancelled() {
-                        return Ended::Cancelled;
-                    }
                     if now >= view_due {
                         view_due = now + VIEW_INTERVAL;
+                        // Cancellation without a `Stop` message (shutdown)
+                        // is noticed here: the token's check takes locks.
+                        if self.cancel.is_cancelled() {
+                            return Ended::Cancelled;
+                        }
                         if self.meter.dirty() {
                             self.publish_view("streaming");
                         }
