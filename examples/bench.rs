@@ -8,12 +8,16 @@
 //! each stream with TERMINATED after a fixed number of frames. A page's view
 //! (`/api/events`) is followed to time the "Received N audio chunks" lines.
 //!
-//!     cargo build --release && cargo run --release --example bench -- [--tls] [--record] [--seconds 10] [--app PATH] [--perf FILE] 500 1000 2000
+//!     cargo build --release && cargo run --release --example bench -- [--tls] [--record] [--sink | --sink-audio] [--env NAME=VALUE]… [--seconds 10] [--app PATH] [--perf FILE] 500 1000 2000
 //!
 //! `--record` turns call recording on (`RECORDINGS_DIR` in the app's temp
 //! dir; the CPU column then includes the writer) and prints, under each
-//! row, what was written. Prints one table row per stream count. Nothing is
-//! asserted: it measures.
+//! row, what was written. `--sink` starts a `redis-server` of its own (unix
+//! socket, no persistence) and points the downstream feed at it
+//! (`SINK_REDIS_URL`); `--sink-audio` publishes audio too (`SINK_AUDIO`);
+//! under each row it prints what was published and the bytes Redis took in.
+//! `--env` passes any other setting to the app. Prints one table row per
+//! stream count. Nothing is asserted: it measures.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -54,6 +58,11 @@ struct Args {
     seconds: u64,
     /// Record a CPU profile of the app (`perf record -g`) into this file.
     perf: Option<PathBuf>,
+    /// The downstream feed: None = off, Some(false) = events, Some(true) =
+    /// events and audio.
+    sink: Option<bool>,
+    /// More settings for the app.
+    env: Vec<(String, String)>,
     counts: Vec<usize>,
 }
 
@@ -71,6 +80,8 @@ fn parse_args() -> anyhow::Result<Args> {
         record: false,
         seconds: 10,
         perf: None,
+        sink: None,
+        env: Vec::new(),
         counts: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -81,6 +92,15 @@ fn parse_args() -> anyhow::Result<Args> {
             "--app" => args.app = it.next().unwrap_or_default().into(),
             "--seconds" => args.seconds = it.next().unwrap_or_default().parse()?,
             "--perf" => args.perf = it.next().map(PathBuf::from),
+            "--sink" => args.sink = Some(false),
+            "--sink-audio" => args.sink = Some(true),
+            "--env" => {
+                let pair = it.next().unwrap_or_default();
+                let (name, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--env NAME=VALUE, not {pair:?}"))?;
+                args.env.push((name.to_owned(), value.to_owned()));
+            }
             n => args.counts.push(n.parse()?),
         }
     }
@@ -360,7 +380,66 @@ impl Drop for App {
     }
 }
 
-fn spawn_app(args: &Args, n: usize, ca: Option<&std::path::Path>) -> anyhow::Result<App> {
+/// A `redis-server` for the downstream feed, on a unix socket in its own
+/// temp dir; killed (by PID) when dropped.
+struct SinkRedis {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SinkRedis {
+    fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            anyhow::ensure!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            child,
+            url: format!("redis+unix://{}", socket.display()),
+            _dir: dir,
+        })
+    }
+
+    /// Bytes Redis has read from its clients so far.
+    async fn bytes_in(&self) -> anyhow::Result<u64> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut conn)
+            .await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_net_input_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no total_net_input_bytes in INFO"))
+    }
+}
+
+impl Drop for SinkRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_app(
+    args: &Args,
+    n: usize,
+    ca: Option<&std::path::Path>,
+    sink: Option<&SinkRedis>,
+) -> anyhow::Result<App> {
     let data = tempfile::tempdir()?;
     let port = free_port()?;
     let mut cmd = Command::new(&args.app);
@@ -385,6 +464,11 @@ fn spawn_app(args: &Args, n: usize, ca: Option<&std::path::Path>) -> anyhow::Res
     if args.record {
         cmd.env("RECORDINGS_DIR", data.path().join("recordings"));
     }
+    if let Some(sink) = sink {
+        cmd.env("SINK_REDIS_URL", &sink.url)
+            .env("SINK_AUDIO", args.sink.unwrap_or(false).to_string());
+    }
+    cmd.envs(args.env.iter().map(|(k, v)| (k, v)));
     Ok(App {
         child: cmd.spawn()?,
         base: format!("http://127.0.0.1:{port}"),
@@ -437,6 +521,19 @@ async fn stats(http: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
 
 /// Frames the recorder wrote or dropped (from `/metrics`).
 async fn recorded_frames(http: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
+    metric_sum(
+        http,
+        base,
+        &[
+            "zcc_rtms_recording_frames_written_total ",
+            "zcc_rtms_recording_frames_dropped_total ",
+        ],
+    )
+    .await
+}
+
+/// The sum of the `/metrics` samples whose line starts with one of `lines`.
+async fn metric_sum(http: &reqwest::Client, base: &str, lines: &[&str]) -> anyhow::Result<u64> {
     let text = http
         .get(format!("{base}/metrics"))
         .bearer_auth(ADMIN_TOKEN)
@@ -447,11 +544,8 @@ async fn recorded_frames(http: &reqwest::Client, base: &str) -> anyhow::Result<u
         .await?;
     Ok(text
         .lines()
-        .filter(|l| {
-            l.starts_with("zcc_rtms_recording_frames_written_total ")
-                || l.starts_with("zcc_rtms_recording_frames_dropped_total ")
-        })
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .filter(|l| lines.iter().any(|p| l.starts_with(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)
 }
 
@@ -583,7 +677,13 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
         })
     };
 
-    let app = spawn_app(args, n, certs.as_ref().map(|c| c.ca_path.as_path()))?;
+    let sink = args.sink.map(|_| SinkRedis::start()).transpose()?;
+    let app = spawn_app(
+        args,
+        n,
+        certs.as_ref().map(|c| c.ca_path.as_path()),
+        sink.as_ref(),
+    )?;
     let pid = app.child.id();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -648,6 +748,10 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
 
     let (u0, s0) = cpu_of(pid);
     let (gu0, gs0) = cpu_of(std::process::id());
+    let sink_start = match &sink {
+        Some(r) => Some((r.bytes_in().await?, cpu_of(r.child.id()))),
+        None => None,
+    };
     let t0 = Instant::now();
     let _ = start_tx.send(Some(
         tokio::time::Instant::now() + Duration::from_millis(100),
@@ -694,7 +798,42 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    let published = [
+        "zcc_rtms_sink_published_total{kind=\"audio\"} ",
+        "zcc_rtms_sink_dropped_total{reason=\"queue_full\"} ",
+        "zcc_rtms_sink_dropped_total{reason=\"redis\"} ",
+    ];
+    if args.sink == Some(true) {
+        // The feed has published (or dropped) every frame.
+        let counted = stats(&http, &app.base).await?["frames"]
+            .as_u64()
+            .unwrap_or(0);
+        while metric_sum(&http, &app.base, &published).await? < counted {
+            anyhow::ensure!(Instant::now() < ended, "the feed did not publish");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let (u1, s1) = cpu_of(pid);
+    let sink_report = match (&sink, sink_start) {
+        (Some(r), Some((b0, (ru0, rs0)))) => {
+            // The last state changes may still be on their way.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let bytes = r.bytes_in().await? - b0;
+            let (ru1, rs1) = cpu_of(r.child.id());
+            let (h, b) = (&http, app.base.as_str());
+            let events = ["zcc_rtms_sink_published_total{kind=\"events\"} "];
+            let events = metric_sum(h, b, &events).await?;
+            let frames = metric_sum(h, b, &published[..1]).await?;
+            let mut dropped = String::new();
+            for reason in ["queue_full", "lagged", "redis"] {
+                let line = format!("zcc_rtms_sink_dropped_total{{reason=\"{reason}\"}} ");
+                let n = metric_sum(h, b, &[line.as_str()]).await?;
+                dropped.push_str(&format!("{n} {reason} "));
+            }
+            Some((bytes, ru1 - ru0 + rs1 - rs0, events, frames, dropped))
+        }
+        _ => None,
+    };
     if let Some(mut p) = profile {
         let _ = p.wait();
     }
@@ -730,6 +869,20 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     // Cores the stand-in Zoom (this process) used meanwhile.
     let standin = (gu1 - gu0 + gs1 - gs0) / window;
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    if let Some((bytes, redis_cpu, events, frames, dropped)) = sink_report {
+        let audio_secs = frames_per_stream as f64 * 0.02;
+        eprintln!(
+            "sink ({n} streams, {}): {events} events and {frames} frames published, dropped: {dropped}; \
+             Redis took in {bytes} bytes, {:.0} bytes per stream-second; redis-server CPU {:.2} µs per frame sent",
+            if args.sink == Some(true) {
+                "events and audio"
+            } else {
+                "events"
+            },
+            bytes as f64 / n as f64 / audio_secs,
+            redis_cpu * 1e6 / sent.max(1) as f64,
+        );
+    }
     if let Some((files, bytes)) = recorded {
         // Each stream sent `frames_per_stream` frames of 20 ms.
         let audio_secs = frames_per_stream as f64 * 0.02;

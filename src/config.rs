@@ -744,6 +744,29 @@ mod tests {
     }
 
     #[test]
+    fn the_feed_is_off_by_default_and_its_settings_are_checked() {
+        assert!(Config::from_args(&creds()).expect("valid").sink.is_none());
+        let mut args = creds();
+        args.sink_redis_url = Some("redis://127.0.0.1:6379/".into());
+        let sink = Config::from_args(&args).expect("valid").sink.expect("on");
+        assert!(!sink.audio);
+        assert_eq!(sink.events_max_len, crate::sink::DEFAULT_EVENTS_MAX_LEN);
+        args.sink_audio = Some("true".into());
+        args.sink_audio_maxlen = Some("500".into());
+        let sink = Config::from_args(&args).expect("valid").sink.expect("on");
+        assert!(sink.audio);
+        assert_eq!(sink.audio_max_len, 500);
+        assert!(!format!("{sink:?}").contains("6379"), "the URL is a secret");
+        args.sink_events_maxlen = Some("0".into());
+        let err = Config::from_args(&args).expect_err("zero");
+        assert!(err.to_string().contains("SINK_EVENTS_MAXLEN"), "{err}");
+        args.sink_events_maxlen = None;
+        args.sink_redis_url = Some("not a url".into());
+        let err = Config::from_args(&args).expect_err("bad url");
+        assert!(err.to_string().contains("SINK_REDIS_URL"), "{err}");
+    }
+
+    #[test]
     fn no_credentials_means_demo_mode_on_port_3001() {
         let cfg = Config::from_args(&ServeArgs::default()).expect("valid");
         assert!(cfg.is_demo());

@@ -1,6 +1,6 @@
 //! The Zoom app context: decrypt and check the token the Zoom client hands the
 //! page (`zoomSdk.getAppContext()`, or the `X-Zoom-App-Context` header of the
-//! desktop client), zoom-platform.md §2.
+//! desktop client), `docs/zoom-platform.md` §2.
 //!
 //! Layout after base64 (either alphabet, padding optional): `iv_len` (u8), IV,
 //! `aad_len` (u16 LE), AAD, `ct_len` (u32 LE), ciphertext, then exactly 16
@@ -215,7 +215,7 @@ mod tests {
     use super::*;
     use aes_gcm::aead::AeadInPlace;
 
-    /// zoom-platform.md §2.4, the worked example (base64url, no padding).
+    /// `docs/zoom-platform.md` §2.4, the worked example (base64url, no padding).
     const DOC_TOKEN: &str = "DAABAgMEBQYHCAkKCwAAmAAAAKidwJpti63zlSGT64lnFIP-cIBjfLbDHLBjL6Fry_Xho0Q2fAn59r7A4tj-pgFD2qhtKShTvCDr2VG-DoEav0rjF7aTglFDUnYpzwBwgBK5mhYLe6jppoXa26uuYxhHrXdLMZrDDJxlcv0A7wp4zAYZzXnHD5Mjm1_kaOSLDxLu_XtMJ3aQPU3XZRwgXUwPsWXZ0SPUD02lOQXaoFklEctYMvQTtbWKWg";
     const DOC_SECRET: &str = "test_client_secret_123";
     const DOC_CLIENT: &str = "TESTCLIENTID";

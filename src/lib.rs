@@ -2,7 +2,8 @@
 //! engagement's real-time media stream (RTMS) and shows it live.
 //!
 //! The binary is thin; everything lives here so tests, the simulator and demo
-//! mode run the same code. See `../shared/design.md` for the flows.
+//! mode run the same code. See `docs/architecture.md` for the flows and
+//! who owns what.
 
 pub mod access;
 pub mod app;

@@ -213,6 +213,7 @@ pub struct Scraped {
     pub inbox_depth: Option<u64>,
     pub token_refreshes_ok: u64,
     pub token_refreshes_failed: u64,
+    pub token_refreshes_revoked: u64,
 }
 
 /// The metrics counted as they happen. Cheap to clone (shared handles).
@@ -381,26 +382,30 @@ fn register_recording(registry: &mut Registry) -> crate::recording::RecordingCou
         deleted_deauthorized: by("deauthorized"),
         deleted_retention: by("retention"),
     };
-    registry.register(
-        names::RECORDING_FRAMES_WRITTEN,
-        "Audio frames written to call recordings",
-        c.frames_written.clone(),
-    );
-    registry.register(
-        names::RECORDING_FRAMES_DROPPED,
-        "Audio frames not recorded: the writer fell behind, or a file could not be written",
-        c.frames_dropped.clone(),
-    );
-    registry.register(
-        names::RECORDING_BYTES_WRITTEN,
-        "Audio bytes written to call recordings (silence for gaps included)",
-        c.bytes_written.clone(),
-    );
-    registry.register(
-        names::RECORDING_WRITE_ERRORS,
-        "Recording files that could not be created, written or closed",
-        c.write_errors.clone(),
-    );
+    for (name, help, counter) in [
+        (
+            names::RECORDING_FRAMES_WRITTEN,
+            "Audio frames written to call recordings",
+            &c.frames_written,
+        ),
+        (
+            names::RECORDING_FRAMES_DROPPED,
+            "Audio frames not recorded: the writer fell behind, or a file could not be written",
+            &c.frames_dropped,
+        ),
+        (
+            names::RECORDING_BYTES_WRITTEN,
+            "Audio bytes written to call recordings (silence for gaps included)",
+            &c.bytes_written,
+        ),
+        (
+            names::RECORDING_WRITE_ERRORS,
+            "Recording files that could not be created, written or closed",
+            &c.write_errors,
+        ),
+    ] {
+        registry.register(name, help, counter.clone());
+    }
     registry.register(
         names::RECORDING_FILES_DELETED,
         "Recordings deleted, by reason (revoked by Zoom, app removed, retention)",
@@ -515,6 +520,7 @@ fn scraped_registry(s: &Scraped) -> Registry {
     for (outcome, n) in [
         ("ok", s.token_refreshes_ok),
         ("failed", s.token_refreshes_failed),
+        ("revoked", s.token_refreshes_revoked),
     ] {
         refreshes
             .get_or_create(&OutcomeLabels { outcome })

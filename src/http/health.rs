@@ -62,7 +62,11 @@ async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResp
     let engine = state.rtms.counters();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let zoom = state.zoom.counters();
-    let (refreshes, refresh_failures) = (load(&zoom.refreshes), load(&zoom.refresh_failures));
+    let (refreshes, refresh_failures, refresh_revoked) = (
+        load(&zoom.refreshes),
+        load(&zoom.refresh_failures),
+        load(&zoom.refresh_revoked),
+    );
     let inbox_depth =
         tokio::time::timeout(std::time::Duration::from_secs(1), state.inbox.backlog())
             .await
@@ -83,8 +87,9 @@ async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResp
         )),
         sse_subscribers: state.edge.sse_subscribers() as u64,
         inbox_depth: inbox_depth.map(|n| n as u64),
-        token_refreshes_ok: refreshes.saturating_sub(refresh_failures),
+        token_refreshes_ok: refreshes.saturating_sub(refresh_failures + refresh_revoked),
         token_refreshes_failed: refresh_failures,
+        token_refreshes_revoked: refresh_revoked,
     };
     (
         [(

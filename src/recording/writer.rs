@@ -374,6 +374,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_file_that_cannot_be_written_is_counted_once_and_the_rest_goes_on() {
+        let root = tempfile::tempdir().expect("tempdir");
+        // Where the engagement's directory should be, a file: nothing can be
+        // created under it (as on a full or read-only disk).
+        std::fs::write(root.path().join("bad"), "x").expect("write");
+        let counters = RecordingCounters::default();
+        let mut w = Writer::new(
+            root.path().to_owned(),
+            counters.clone(),
+            Arc::new(AtomicUsize::new(2)),
+        );
+        let mut batch = Batch::new();
+        batch.channels = Arc::from(vec!["1".into()]);
+        for i in 0..3 {
+            batch.push(0, 1_000 + 20 * i, frame_b64(1).as_bytes());
+        }
+        w.batch(1, "bad".into(), &batch);
+        w.batch(1, "bad".into(), &batch);
+        assert_eq!(
+            counters.write_errors.get(),
+            1,
+            "one error per file, not per frame"
+        );
+        assert_eq!(counters.frames_dropped.get(), 6);
+        w.batch(2, "good".into(), &batch);
+        assert_eq!(
+            counters.frames_written.get(),
+            3,
+            "other streams are recorded"
+        );
+    }
+
     fn frame_b64(value: i16) -> String {
         let pcm: Vec<u8> = (0..320).flat_map(|_| value.to_le_bytes()).collect();
         base64::engine::general_purpose::STANDARD.encode(pcm)

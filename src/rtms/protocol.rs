@@ -15,7 +15,7 @@ use sha2::Sha256;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// `msg_type` values (protocol doc §5).
+/// `msg_type` values (docs/rtms-protocol.md §5).
 pub mod msg {
     pub const SIGNALING_HAND_SHAKE_REQ: u32 = 1;
     pub const SIGNALING_HAND_SHAKE_RESP: u32 = 2;
@@ -34,14 +34,14 @@ pub mod msg {
     pub const STREAM_CLOSE_RESP: u32 = 22;
 }
 
-/// `media_type` bits (protocol doc §8).
+/// `media_type` bits (docs/rtms-protocol.md §8).
 pub mod media_type {
     pub const AUDIO: u32 = 1;
     pub const TRANSCRIPT: u32 = 8;
     pub const ALL: u32 = 32;
 }
 
-/// RTMS_STREAM_STATE (protocol doc §12.1).
+/// RTMS_STREAM_STATE (docs/rtms-protocol.md §12.1).
 pub mod stream_state {
     pub const ACTIVE: i64 = 1;
     pub const INTERRUPTED: i64 = 2;
@@ -49,13 +49,13 @@ pub mod stream_state {
     pub const TERMINATED: i64 = 4;
 }
 
-/// RTMS_SESSION_STATE (protocol doc §12.2).
+/// RTMS_SESSION_STATE (docs/rtms-protocol.md §12.2).
 pub mod session_state {
     pub const STARTED: i64 = 2;
     pub const STOPPED: i64 = 5;
 }
 
-/// RTMS_ZCC_VOICE_EVENT_TYPE: the ZCC voice events (protocol doc §11.2).
+/// RTMS_ZCC_VOICE_EVENT_TYPE: the ZCC voice events (docs/rtms-protocol.md §11.2).
 pub mod voice_event {
     pub const CONSUMER_ANSWERED: i64 = 8;
     pub const CONSUMER_END: i64 = 9;
@@ -67,7 +67,7 @@ pub mod voice_event {
     pub const TRANSFER_COMPLETED: i64 = 21;
 }
 
-/// A few RTMS_STATUS_CODE values the client treats specially (§16.1).
+/// A few RTMS_STATUS_CODE values the client treats specially (docs/rtms-protocol.md §16.1).
 pub mod status {
     pub const OK: i64 = 0;
     pub const INVALID_SIGNATURE: i64 = 3;
@@ -96,13 +96,13 @@ pub fn status_name(code: i64) -> &'static str {
     }
 }
 
-/// RTMS_STOP_REASON values the app acts on (§16.3).
+/// RTMS_STOP_REASON values the app acts on (docs/rtms-protocol.md §16.3).
 pub mod stop_reason {
     /// Zoom revoked the stream: everything kept of it is deleted at once.
     pub const STREAM_REVOKED: i64 = 8;
 }
 
-/// Name of an RTMS_STOP_REASON (§16.3).
+/// Name of an RTMS_STOP_REASON (docs/rtms-protocol.md §16.3).
 pub fn stop_reason_name(code: i64) -> &'static str {
     match code {
         0 => "UNDEFINED",
@@ -127,7 +127,7 @@ pub fn stop_reason_name(code: i64) -> &'static str {
 }
 
 /// Handshake signature: lowercase hex HMAC-SHA256 keyed with the client
-/// secret over `client_id,instance_id,rtms_stream_id` (§3).
+/// secret over `client_id,instance_id,rtms_stream_id` (docs/rtms-protocol.md §3).
 pub fn signature(
     client_id: &str,
     client_secret: &str,
@@ -175,7 +175,8 @@ impl<'a> SignalingHandshake<'a> {
     }
 }
 
-/// `media_params.audio`: what we ask for — L16, 16 kHz, mono, 20 ms (§8.1).
+/// `media_params.audio`: what we ask for — L16, 16 kHz, mono, 20 ms
+/// (docs/rtms-protocol.md §8.1).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AudioParams {
     pub content_type: u32,
@@ -323,7 +324,7 @@ pub struct EventToggle {
 
 impl EventSubscription {
     /// The ZCC voice events the app follows: who answered, who left, holds
-    /// and transfers (§11.2).
+    /// and transfers (docs/rtms-protocol.md §11.1, §11.2).
     pub fn zcc_voice() -> Self {
         Self {
             msg_type: msg::EVENT_SUBSCRIPTION,
@@ -436,7 +437,7 @@ struct RawMediaServer {
     server_urls: MediaUrls,
 }
 
-/// Media URLs by kind from msg 2 (§7).
+/// Media URLs by kind from msg 2 (docs/rtms-protocol.md §7).
 #[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 pub struct MediaUrls {
     pub audio: Option<String>,
@@ -493,7 +494,7 @@ pub struct TranscriptFrame {
     pub user_name: Option<String>,
 }
 
-/// A ZCC voice event (§11.2), with the participant fields we use.
+/// A ZCC voice event (docs/rtms-protocol.md §11.2), with the participant fields we use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoiceEvent {
     pub event_type: i64,

@@ -3,7 +3,7 @@
 //! to stop with an outcome.
 //!
 //! Pure decisions on values (the clock is an argument): no IO, no sleeping.
-//! The session carries the steps out. The rules follow Zoom's (protocol doc
+//! The session carries the steps out. The rules follow Zoom's (`docs/rtms-protocol.md`
 //! §17): a lost connection is retried with growing delays for as long as
 //! Zoom waits for us (60 s from the first loss); a loss after media flowed
 //! again starts a fresh window; a refusal as a duplicate signaling

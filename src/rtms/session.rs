@@ -387,7 +387,7 @@ impl<C: Connect> Session<C> {
         };
 
         // Audio from its own URL, else from `all`; transcripts on their own
-        // socket when Zoom offers one (what the official SDK does, §7).
+        // socket when Zoom offers one (what Zoom's SDK does, docs/rtms-protocol.md §7).
         let (audio_url, audio_kind) = match (&urls.audio, &urls.all) {
             (Some(a), _) => (a.clone(), media_type::AUDIO),
             (None, Some(all)) => (all.clone(), media_type::AUDIO | media_type::TRANSCRIPT),
@@ -649,7 +649,7 @@ impl<C: Connect> Session<C> {
     }
 
     /// One message from the audio socket. A lost audio socket is reopened
-    /// alone while signaling is up (protocol doc §17.3).
+    /// alone while signaling is up (docs/rtms-protocol.md §17.3).
     async fn on_audio(
         &mut self,
         sig: &mut Socket<C>,

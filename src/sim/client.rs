@@ -1,7 +1,7 @@
 //! The Zoom client stand-in: what the Zoom web client (PWA) is to the app.
 //!
 //! The real SDK in the web client runs the app in an **iframe** and talks to
-//! the parent window with `postMessage` (zoom-platform.md §3.5). So:
+//! the parent window with `postMessage` (`docs/zoom-platform.md` §3.5). So:
 //!
 //! * `GET /sim/client?app=<app URL>[&user=<user id>][&context=tampered]` is
 //!   the host page: it frames the app and answers the SDK's messages

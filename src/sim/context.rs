@@ -1,4 +1,4 @@
-//! The Zoom app context, encrypted as Zoom does (zoom-platform.md §2):
+//! The Zoom app context, encrypted as Zoom does (`docs/zoom-platform.md` §2.2):
 //! AES-256-GCM with key SHA-256(client secret), packed as
 //! `iv_len | iv | aad_len (LE16) | aad | ct_len (LE32) | ct | tag16`, then
 //! base64url without padding.

@@ -1,5 +1,5 @@
-//! The simulator's control surface (`/sim/*`, the design's simulator
-//! contract): engagements, RTMS start/stop, users, faults, stats, webhooks.
+//! The simulator's control surface (`/sim/*`, the simulator's contract in
+//! `docs/architecture.md`): engagements, RTMS start/stop, users, faults, stats, webhooks.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};

@@ -3,7 +3,8 @@
 //! own from npm, or a stand-in), fault switches and counters. Used by the tests, by demo mode and by `zcc-rtms simulate`.
 //!
 //! Shares no state with the app: it talks to it only over HTTP and WebSockets,
-//! exactly as Zoom would. The surface is the design's *simulator contract*.
+//! exactly as Zoom would. The surface is the *simulator's contract*
+//! (`docs/architecture.md`).
 //! Its Zoom-side code (signatures, app context, RTMS wire format) is written
 //! independently of the app's, so the two check each other.
 
@@ -310,7 +311,7 @@ impl SimHandle {
         self.shared.client_tx.subscribe()
     }
 
-    /// An app context for `user_id`, encrypted as Zoom does (zoom-platform §2),
+    /// An app context for `user_id`, encrypted as Zoom does (docs/zoom-platform.md §2),
     /// valid for two minutes.
     pub fn app_context(&self, user_id: &str) -> String {
         let claims =

@@ -1,6 +1,6 @@
 //! Zoom's HTTP side: `GET /oauth/authorize`, `POST /oauth/token`,
 //! `GET /v2/users/me` and `PUT /v2/contact_center/{id}/rtms_app/status`,
-//! with Zoom's error shapes (zoom-platform.md §1, §5).
+//! with Zoom's error shapes (`docs/zoom-platform.md` §1, §5.1).
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};

@@ -1,4 +1,4 @@
-//! The simulator's side of the RTMS wire format (rtms-protocol.md): parsing
+//! The simulator's side of the RTMS wire format (`docs/rtms-protocol.md`): parsing
 //! what clients send, building what the server sends, validating media
 //! parameters into status codes. No IO.
 //!
@@ -36,7 +36,7 @@ pub const MEDIA_TRANSCRIPT: u8 = 8;
 pub const MEDIA_CHAT: u8 = 16;
 pub const MEDIA_ALL: u8 = 32;
 
-/// RTMS_STATUS_CODE (current table, §16.1).
+/// RTMS_STATUS_CODE (current table, docs/rtms-protocol.md §16.1).
 pub mod status {
     pub const OK: i64 = 0;
     pub const INVALID_MESSAGE_TYPE: i64 = 1;
@@ -65,7 +65,7 @@ pub mod status {
     pub const INTERNAL_EXCEPTION: i64 = 45;
 }
 
-/// RTMS_STOP_REASON values the simulator uses (§16.3).
+/// RTMS_STOP_REASON values the simulator uses (docs/rtms-protocol.md §16.3).
 pub mod stop_reason {
     pub const STREAM_REVOKED: i64 = 8;
     pub const SIGNAL_CONNECTION_INTERRUPTED: i64 = 13;
@@ -200,7 +200,7 @@ fn handshake(obj: &Map<String, Value>) -> Handshake {
     }
 }
 
-/// Confirmed audio parameters (all six keys, §8.1).
+/// Confirmed audio parameters (all six keys, docs/rtms-protocol.md §8.1, §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioParams {
     pub content_type: i64,
@@ -317,7 +317,8 @@ fn int_param(
     }
 }
 
-/// Validate `media_type` and `media_params` into status codes (§16.1).
+/// Validate `media_type` and `media_params` into status codes
+/// (docs/rtms-protocol.md §8, §16.1).
 /// ZCC voice serves audio and transcripts; video, deskshare and chat are refused.
 pub fn validate_media(
     media_type: Option<i64>,
@@ -577,7 +578,7 @@ pub fn audio_frame(
     s
 }
 
-/// Byte length of a padded base64 payload once decoded (`length`, §14.1).
+/// Byte length of a padded base64 payload once decoded (`length`, docs/rtms-protocol.md §14.1).
 fn decoded_len(b64: &str) -> usize {
     let padding = b64.bytes().rev().take_while(|&b| b == b'=').count();
     (b64.len() / 4 * 3).saturating_sub(padding)
@@ -605,7 +606,7 @@ pub fn transcript(
     json!({"msg_type": MSG_MEDIA_DATA_TRANSCRIPT, "content": content}).to_string()
 }
 
-/// A ZCC voice event (§11.2) with the participant under the given key(s).
+/// A ZCC voice event (docs/rtms-protocol.md §11.2) with the participant under the given key(s).
 pub fn zcc_event(
     event_type: i64,
     event_ts: i64,

@@ -1,4 +1,4 @@
-//! The RTMS server (rtms-protocol.md): the signaling socket, the media
+//! The RTMS server (`docs/rtms-protocol.md`): the signaling socket, the media
 //! sockets, one audio driver per stream, stream lifecycle (start, pause,
 //! stop, interruption and reconnect windows), the audio buffered before a
 //! stream's first consumer (replayed at once, `buffer_data`) and ZCC voice

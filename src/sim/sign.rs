@@ -3,7 +3,7 @@
 //!
 //! Deliberately independent of `crate::webhook` (the app's verifier): the two
 //! sides are separate implementations checked against the same test vectors
-//! (zoom-platform.md §4.6, rtms-protocol.md §3), so a shared bug cannot hide.
+//! (`docs/zoom-platform.md` §4.6, `docs/rtms-protocol.md` §3), so a shared bug cannot hide.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -6,8 +6,9 @@
 //!
 //! Never blocks frame intake: events come from the status bus like any
 //! subscriber; audio frames reach the publisher through a bounded queue that
-//! a session only `try_send`s to ([`AudioTap`]). One task batches what is
-//! waiting into one pipeline of XADDs per round trip. What cannot be
+//! a session only `try_send`s to ([`AudioTap`]). One task, on a thread of
+//! its own, batches what is waiting into one pipeline of XADDs per round
+//! trip. What cannot be
 //! published (the queue was full, the task fell behind the bus, Redis did
 //! not take it) is counted as dropped, never retried into memory; a Redis
 //! that fails is tried again with a growing pause ([`entries::Backoff`]).
@@ -158,7 +159,14 @@ pub fn start(
         config: config.clone(),
         counters,
     };
-    tracker.spawn(run(publisher, bus.subscribe_local(), audio_rx, cancel));
+    // Its own thread and runtime: on a busy instance a task among thousands
+    // of stream tasks is polled too rarely to keep up with their frames.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Backend(format!("the feed's runtime: {e}")))?;
+    let bus = bus.subscribe_local();
+    tracker.spawn_blocking(move || runtime.block_on(run(publisher, bus, audio_rx, cancel)));
     Ok(tap)
 }
 

@@ -190,6 +190,9 @@ pub struct ZoomClientConfig {
 pub struct ZoomCounters {
     pub refreshes: AtomicU64,
     pub refresh_failures: AtomicU64,
+    /// Refreshes Zoom refused for good (`invalid_grant`: the account must
+    /// authorize the app again); not among the failures.
+    pub refresh_revoked: AtomicU64,
     pub rest_calls: AtomicU64,
 }
 
@@ -587,7 +590,7 @@ impl ZoomClient {
             Err(e) if e.is_invalid_grant() => {
                 self.inner
                     .counters
-                    .refresh_failures
+                    .refresh_revoked
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "refresh token refused; the account must re-authorize");
                 let mut marked = current.clone();

@@ -22,7 +22,7 @@ fn now_ms() -> i64 {
     crate::helpers::now_secs() * 1000
 }
 
-/// Encrypt `claims` as Zoom does (zoom-platform.md §2.2), base64url.
+/// Encrypt `claims` as Zoom does (docs/zoom-platform.md §2.2), base64url.
 fn seal(secret: &str, claims: &Value) -> Vec<u8> {
     let key = Sha256::digest(secret.as_bytes());
     let iv: [u8; 12] = rand::random();

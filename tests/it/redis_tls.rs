@@ -1,7 +1,8 @@
 //! `rediss://`: the app talks to a real `redis-server` listening with TLS
 //! only (`--port 0 --tls-port N`), whose certificate is signed by a CA this
 //! test makes; `REDIS_CA_CERT` names that CA. Without it (system roots) the
-//! server is refused; plain `redis://` to the TLS port does not work.
+//! server is refused; plain `redis://` to the TLS port does not work. The
+//! downstream feed (`SINK_REDIS_URL`) connects the same way.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -174,5 +175,56 @@ async fn the_app_stores_webhooks_and_fans_out_through_rediss() {
     .await;
     let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 200);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_downstream_feed_publishes_through_rediss_trusting_redis_ca_cert() {
+    let redis = TlsRedis::start().await;
+    let opts = Options {
+        tweak: |args| {
+            let (url, ca) = TLS_REDIS.with(Clone::clone);
+            // The store stays embedded: the CA is the feed's.
+            args.sink_redis_url = Some(url);
+            args.redis_ca_cert = Some(ca);
+        },
+        ..Options::default()
+    };
+    let app = TLS_REDIS
+        .scope((redis.url(), redis.ca()), TestApp::spawn_with(opts))
+        .await;
+    assert_eq!(app.state.store.backend_name(), "embedded");
+    let resp = app
+        .post_webhook(&json!({
+            "event": "contact_center.engagement_started",
+            "event_ts": now_secs() * 1000,
+            "payload": {"account_id": "acct1", "object": {"engagement_id": "E-feed-tls"}}
+        }))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let client =
+        zcc_rtms::store::redis_client(&redis.url(), Some(&redis.ca())).expect("TLS client");
+    let key = zcc_rtms::sink::events_key(DEFAULT_PREFIX);
+    eventually("the engagement on the feed, over TLS", || async {
+        let read = async {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("XRANGE")
+                .arg(&key)
+                .arg("-")
+                .arg("+")
+                .query_async::<redis::streams::StreamRangeReply>(&mut conn)
+                .await
+                .ok()
+        };
+        let reply = tokio::time::timeout(std::time::Duration::from_secs(5), read)
+            .await
+            .ok()??;
+        reply
+            .ids
+            .iter()
+            .any(|e| e.get::<String>("engagement").as_deref() == Some("E-feed-tls"))
+            .then_some(())
+    })
+    .await;
     app.shutdown().await;
 }

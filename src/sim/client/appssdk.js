@@ -1,6 +1,6 @@
 /* Stand-in for the Zoom Apps SDK (https://appssdk.zoom.us/sdk.min.js), served
  * by the zcc-rtms simulator. Same global (`zoomSdk`) and the same web-client
- * transport as the real SDK (zoom-platform.md §3.5): JSON-string requests
+ * transport as the real SDK (docs/zoom-platform.md §3.5): JSON-string requests
  * `{jsCallId, apiName, data}` posted to window.parent, object replies
  * `{type:"apiResponse", data:{jsCallId, result, errorCode?, errorMessage?}}`
  * and events `{type:"event", name, data}`. Outside a frame it is "not

@@ -1,5 +1,5 @@
 // The simulated Zoom web client: frames the app and answers the Apps SDK's
-// postMessage bridge (zoom-platform.md §3.5) from the simulator's state.
+// postMessage bridge (docs/zoom-platform.md §3.5) from the simulator's state.
 "use strict";
 
 const params = new URLSearchParams(location.search);
