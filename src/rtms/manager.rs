@@ -145,15 +145,15 @@ impl RtmsManager {
                     None => None,
                     Some(leases) => {
                         let deps = &manager.inner.deps;
-                        let claimed = leases
-                            .claim(
-                                &lease_spec,
-                                deps.config.lease_ttl,
-                                &cancel,
-                                &deps.bus,
-                                &manager.inner.tracker,
-                            )
-                            .await;
+                        // Boxed: it would take room in the task all along.
+                        let claimed = Box::pin(leases.claim(
+                            &lease_spec,
+                            deps.config.lease_ttl,
+                            &cancel,
+                            &deps.bus,
+                            &manager.inner.tracker,
+                        ))
+                        .await;
                         if claimed.is_none() {
                             manager.finished(&stream_id, generation);
                             return Outcome::Stopped;

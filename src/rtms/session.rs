@@ -211,10 +211,12 @@ impl<C: Connect> Session<C> {
     }
 
     async fn connect(&self, url: &str) -> Result<Socket<C>, String> {
-        match timeout(
+        // Boxed: the client's connect future is large, and a session's
+        // future is as large as its largest state for its whole life.
+        match Box::pin(timeout(
             self.deps.config.connect_timeout,
             self.connector.connect(url),
-        )
+        ))
         .await
         {
             Err(_) => Err(format!("connecting to {url} timed out")),
@@ -586,14 +588,13 @@ impl<C: Connect> Session<C> {
                         }
                         Err(end) => return end,
                     }
-                    // Cancellation without a `Stop` message (shutdown) is
-                    // noticed here: polling the token on every wake-up
-                    // costs two locks.
-                    if self.cancel.is_cancelled() {
-                        return Ended::Cancelled;
-                    }
                     if now >= view_due {
                         view_due = now + VIEW_INTERVAL;
+                        // Cancellation without a `Stop` message (shutdown)
+                        // is noticed here: the token's check takes locks.
+                        if self.cancel.is_cancelled() {
+                            return Ended::Cancelled;
+                        }
                         if self.meter.dirty() {
                             self.publish_view("streaming");
                         }
@@ -665,7 +666,7 @@ impl<C: Connect> Session<C> {
                 {
                     return Err(end);
                 }
-                let mut ws = self.reopen_audio(sig, plan, &why).await?;
+                let mut ws = Box::pin(self.reopen_audio(sig, plan, &why)).await?;
                 C::set_polled(&mut ws, true);
                 *audio = ws;
                 *silence = Silence {

@@ -144,7 +144,10 @@ impl TokioWebsockets {
 impl Connect for TokioWebsockets {
     type Message = tokio_websockets::Message;
     type Error = tokio_websockets::Error;
-    type Socket = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<Tcp>>;
+    /// Boxed: the socket (~1.3 KB, TLS state inline) moves through the
+    /// handshake futures, and each move would otherwise take room in the
+    /// session's task for its whole life.
+    type Socket = Box<Ws>;
 
     async fn connect(&self, url: &str) -> Result<Self::Socket, String> {
         let failed = |e: &dyn fmt::Display| format!("cannot connect to {url}: {e}");
@@ -173,7 +176,7 @@ impl Connect for TokioWebsockets {
             .limits(tokio_websockets::Limits::default().max_payload_len(Some(MAX_MESSAGE)))
             .connect_on(stream)
             .await
-            .map(|(ws, _)| ws)
+            .map(|(ws, _)| Box::new(ws))
             .map_err(|e| failed(&e))
     }
 
@@ -186,9 +189,9 @@ impl Connect for TokioWebsockets {
     }
 }
 
-fn tcp_of(
-    socket: &mut tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<Tcp>>,
-) -> &mut Tcp {
+type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<Tcp>>;
+
+fn tcp_of(socket: &mut Ws) -> &mut Tcp {
     match socket.get_mut() {
         tokio_websockets::MaybeTlsStream::Plain(tcp) => tcp,
         tokio_websockets::MaybeTlsStream::Rustls(tls) => tls.get_mut().0,
