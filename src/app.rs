@@ -143,7 +143,7 @@ impl App {
         );
         let state = AppState {
             metrics,
-            cookie_key: crate::session::cookie_key(&config.session_secret),
+            cookie_key: crate::http::session::cookie_key(&config.session_secret),
             edge: crate::http::edge::Edge::new(&config.edge),
             engagements: Engagements::new(bus.clone(), store.clone()),
             config: Arc::new(config),

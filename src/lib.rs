@@ -21,7 +21,6 @@ pub mod metrics;
 pub mod recording;
 pub mod rtms;
 pub mod secret;
-pub mod session;
 pub mod sim;
 pub mod sink;
 pub mod status;

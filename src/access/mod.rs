@@ -55,11 +55,11 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Caller, Ap
         return Ok(Caller::Demo);
     }
     let jar = PrivateCookieJar::from_headers(headers, state.cookie_key.clone());
-    let Some(session) = crate::session::read(&jar) else {
+    let Some(session) = crate::http::session::read(&jar) else {
         return Ok(Caller::Anonymous);
     };
     // A user who removed the app: sessions issued before that are void.
-    let Some(session) = crate::session::unless_revoked(state, session).await else {
+    let Some(session) = crate::http::session::unless_revoked(state, session).await else {
         return Ok(Caller::Anonymous);
     };
     let supervisor = state

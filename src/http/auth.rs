@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
-use crate::session::{MaybeSession, SESSION_TTL_MS, SessionData};
+use crate::http::session::{MaybeSession, SESSION_TTL_MS, SessionData};
 use crate::store::TokenRecord;
 use crate::time::{now_ms, now_secs};
 use crate::zoom::oauth::{self, PkceMethod, STATE_TTL_SECS, StateError, StateSigner};
@@ -184,7 +184,7 @@ fn install_reason(e: &ZoomError) -> &'static str {
 
 /// Sign the browser in as the installing user.
 fn signed_in(jar: PrivateCookieJar, record: &TokenRecord) -> PrivateCookieJar {
-    jar.add(crate::session::cookie(&SessionData {
+    jar.add(crate::http::session::cookie(&SessionData {
         user_id: record.user_id.clone(),
         account_id: Some(record.account_id.clone()),
         expires_at_ms: now_ms() + SESSION_TTL_MS,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::context;
 use crate::error::{AppError, AppResult};
-use crate::session::{self, SessionData};
+use crate::http::session::{self, SessionData};
 use crate::time::now_ms;
 
 pub const CONTEXT_HEADER: &str = "x-zoom-app-context";

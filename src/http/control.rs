@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::access::{self, Caller, Control};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
-use crate::session::MaybeSession;
+use crate::http::session::MaybeSession;
 use crate::zoom::{RtmsAction, ZoomError};
 
 /// Longest engagement id accepted.

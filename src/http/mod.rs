@@ -12,6 +12,7 @@ mod events;
 mod health;
 mod recordings;
 pub mod security;
+pub mod session;
 mod webhooks;
 
 use axum::Router;

@@ -437,7 +437,7 @@ impl Store {
         if self.account_installer(account_id).await?.as_deref() == Some(user_id) {
             backend!(self.take(self.account_key(account_id)))?;
         }
-        let ttl = Duration::from_millis(crate::session::SESSION_TTL_MS.unsigned_abs());
+        let ttl = Duration::from_millis(crate::http::session::SESSION_TTL_MS.unsigned_abs());
         self.put_sealed(self.revoked_key(user_id), &at_ms, Some(ttl))
             .await
     }

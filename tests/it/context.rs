@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use zcc_rtms::session::{self, SessionData};
+use zcc_rtms::http::session::{self, SessionData};
 
 use crate::helpers::TestApp;
 
