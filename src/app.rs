@@ -1,4 +1,5 @@
-//! The application: state, listener, serve and graceful shutdown.
+//! The application: building and wiring the parts into `AppState`, the
+//! listener, serve and graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,36 +20,10 @@ use crate::inbox::Inbox;
 use crate::rtms::RtmsManager;
 use crate::rtms::SessionDeps;
 use crate::sim::{SimConfig, Simulator};
+use crate::state::AppState;
 use crate::status::StatusBus;
 use crate::store::{Backend, Store};
 use crate::zoom::{ZoomClient, ZoomClientConfig};
-
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub bus: StatusBus,
-    pub engagements: Engagements,
-    pub rtms: RtmsManager,
-    /// Verified webhooks, stored before they are answered.
-    pub inbox: Inbox,
-    /// This instance's name (stream leases, inbox consumer).
-    pub instance: Arc<str>,
-    /// Tokens, engagements, de-duplication keys, stream ownership.
-    pub store: Store,
-    /// Zoom OAuth and REST, with single-flight token refresh.
-    pub zoom: ZoomClient,
-    pub http: reqwest::Client,
-    /// Fires on shutdown: SSE streams and sessions end with it.
-    pub cancel: CancellationToken,
-    pub tracker: TaskTracker,
-    /// Encrypts the session cookie; derived from `SESSION_SECRET`.
-    pub cookie_key: axum_extra::extract::cookie::Key,
-    /// Rate limit and live-feed caps.
-    pub edge: crate::http::edge::Edge,
-    /// What `GET /metrics` exposes beyond the counters kept elsewhere.
-    pub metrics: crate::metrics::Metrics,
-}
 
 pub struct App {
     listener: TcpListener,

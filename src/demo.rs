@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::sim::SimHandle;
+use crate::state::AppState;
 use crate::status::Level;
 
 /// Pace of the demo.

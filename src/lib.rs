@@ -23,6 +23,7 @@ pub mod rtms;
 pub mod secret;
 pub mod sim;
 pub mod sink;
+pub mod state;
 pub mod status;
 pub mod store;
 pub mod telemetry;
@@ -32,5 +33,6 @@ pub mod util;
 pub mod webhook;
 pub mod zoom;
 
-pub use app::{App, AppState, shutdown_signal};
+pub use app::{App, shutdown_signal};
 pub use config::Config;
+pub use state::AppState;

@@ -27,9 +27,9 @@ use subtle::ConstantTimeEq as _;
 
 pub use policy::{Caller, Control, Owner, Scope, User};
 
-use crate::app::AppState;
 use crate::engagements::Engagement;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::status::{BusEvent, EngagementView, Snapshot, StatusBus, StatusEvent};
 use crate::store::{ActiveIndex, Store};
 

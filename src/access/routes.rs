@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::Caller;
 use super::origin::{self, Headers};
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

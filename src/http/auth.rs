@@ -19,9 +19,9 @@ use axum_extra::extract::cookie::PrivateCookieJar;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::session::{MaybeSession, SESSION_TTL_MS, SessionData};
+use crate::state::AppState;
 use crate::store::TokenRecord;
 use crate::time::{now_ms, now_secs};
 use crate::zoom::oauth::{self, PkceMethod, STATE_TTL_SECS, StateError, StateSigner};

@@ -15,10 +15,10 @@ use axum_extra::extract::PrivateCookieJar;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::context;
 use crate::error::{AppError, AppResult};
 use crate::http::session::{self, SessionData};
+use crate::state::AppState;
 use crate::time::now_ms;
 
 pub const CONTEXT_HEADER: &str = "x-zoom-app-context";

@@ -14,9 +14,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::access::{self, Caller, Control};
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::session::MaybeSession;
+use crate::state::AppState;
 use crate::zoom::{RtmsAction, ZoomError};
 
 /// Longest engagement id accepted.

@@ -9,8 +9,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::access::Caller;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/engagement/active", get(active))

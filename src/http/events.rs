@@ -22,8 +22,8 @@ use tokio::sync::broadcast::{Receiver, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{Caller, Visibility};
-use crate::app::AppState;
 use crate::http::edge::{SsePermit, client_ip};
+use crate::state::AppState;
 use crate::status::{BusEvent, Snapshot, StatusBus};
 
 pub fn router() -> Router<AppState> {

@@ -19,7 +19,7 @@ use axum::Router;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Liveness: what the container health check asks.
 pub const HEALTH_PATH: &str = "/health";

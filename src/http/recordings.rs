@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt as _;
 
 use crate::access::{Caller, Visibility};
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::recording::Recorder;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

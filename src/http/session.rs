@@ -11,8 +11,8 @@ use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 
-use crate::app::AppState;
 use crate::secret::Secret;
+use crate::state::AppState;
 use crate::time::now_ms;
 
 pub const COOKIE_NAME: &str = "zcc_session";

@@ -14,10 +14,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::inbox::{AppendError, Appended};
 use crate::metrics::{StoreOp, WebhookOutcome, webhook_event_label};
+use crate::state::AppState;
 use crate::time::now_secs;
 use crate::webhook::{self, WebhookEvent};
 
