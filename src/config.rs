@@ -299,6 +299,16 @@ pub enum Mode {
     Zoom,
 }
 
+impl Mode {
+    /// The mode's one name, as `/health`, the page and `/api/auth/status` show it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Demo { .. } => "demo",
+            Mode::Zoom => "zoom",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ZoomConfig {
     pub client_id: String,
@@ -818,6 +828,13 @@ mod tests {
         let again = Config::from_args(&ServeArgs::default()).expect("demo");
         assert_ne!(demo.token_encryption_key, again.token_encryption_key);
         assert_eq!(demo.store_prefix, "zcc-rtms:");
+    }
+
+    #[test]
+    fn each_mode_has_one_name() {
+        assert_eq!(Mode::Demo { manual: false }.as_str(), "demo");
+        assert_eq!(Mode::Demo { manual: true }.as_str(), "demo");
+        assert_eq!(Mode::Zoom.as_str(), "zoom");
     }
 
     #[test]

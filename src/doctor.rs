@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::store::{Backend, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +47,12 @@ pub async fn run(config: &Config) -> Vec<Check> {
         Verdict::Ok,
         "config",
         format!(
-            "valid; mode {}; listening on {}",
-            match config.mode {
-                Mode::Demo { .. } => "demo (built-in simulator)",
-                Mode::Zoom => "zoom",
+            "valid; mode {}{}; listening on {}",
+            config.mode.as_str(),
+            if config.is_demo() {
+                " (built-in simulator)"
+            } else {
+                ""
             },
             config.listen
         ),

@@ -33,11 +33,7 @@ async fn index(State(state): State<AppState>) -> Response {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
     let html = String::from_utf8_lossy(&content.data);
-    let mode = if state.config.is_demo() {
-        "demo"
-    } else {
-        "zoom"
-    };
+    let mode = state.config.mode.as_str();
     let html = html
         .replace(
             "{{APPS_SDK_URL}}",

@@ -262,11 +262,7 @@ async fn callback(
 
 /// `GET /api/auth/status` for the caller's account.
 async fn status(State(state): State<AppState>, session: MaybeSession) -> Response {
-    let mode = if state.config.is_demo() {
-        "demo"
-    } else {
-        "zoom"
-    };
+    let mode = state.config.mode.as_str();
     let answer = |authenticated: bool, needs_auth: bool, caller: Option<&Caller>, extra: Value| {
         let mut body = json!({
             "authenticated": authenticated,

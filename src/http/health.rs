@@ -20,7 +20,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
     let demo = state.config.is_demo();
     Json(json!({
         "status": "ok",
-        "mode": if demo { "demo" } else { "zoom" },
+        "mode": state.config.mode.as_str(),
         // Demo data is simulated and belongs to no one, so demo mode is open.
         "access": if demo { "open (demo mode: simulated data, no sign-in)" } else { "signed-in callers see only their own engagements" },
         "version": env!("CARGO_PKG_VERSION"),
