@@ -395,14 +395,20 @@ async fn removing_the_app_deletes_that_agents_recordings_even_of_forgotten_engag
     })
     .await;
     assert!(!root.join(&current).exists() && !root.join(&old).exists());
-    assert_eq!(
+    // Files are counted once their removal returns, just after the
+    // directories are gone: wait for the count itself.
+    let deleted = || {
         app.state
             .metrics
             .recording_counters()
             .deleted_deauthorized
-            .get(),
-        4
-    );
+            .get()
+    };
+    eventually("the four deleted files counted", || async {
+        (deleted() >= 4).then_some(())
+    })
+    .await;
+    assert_eq!(deleted(), 4);
     assert_eq!(
         wav_files(&root.join(&theirs)).len(),
         2,
