@@ -82,15 +82,7 @@ async fn a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fix
     let st = status(app, Some(&cookie)).await;
     assert_eq!(st["authenticated"], false);
     assert_eq!(st["needsAuth"], true);
-    let metrics = app
-        .operator
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("zcc_rtms_token_refreshes_total{outcome=\"revoked\"} 1\n"),
         "{metrics}"

@@ -200,6 +200,22 @@ impl TestApp {
         resp.json().await.expect("json")
     }
 
+    /// `GET /metrics` as the operator: the exposition text.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self
+            .operator
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert!(
+            resp.status().is_success(),
+            "GET /metrics: {}",
+            resp.status()
+        );
+        resp.text().await.expect("body")
+    }
+
     /// POST a webhook body signed as Zoom signs it, timestamp now.
     pub async fn post_webhook(&self, event: &Value) -> reqwest::Response {
         let body = serde_json::to_vec(event).expect("json");

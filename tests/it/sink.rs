@@ -90,15 +90,7 @@ fn of<'a>(list: &'a [Entry], kind: &str, engagement: &str) -> Vec<&'a Entry> {
 }
 
 async fn scrape(app: &TestApp) -> Scrape {
-    let body = app
-        .operator
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
+    let body = app.metrics_text().await;
     Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses")
 }
 
