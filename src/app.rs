@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
+use zoom_sim::{SimConfig, Simulator};
 
 use crate::config::{Config, Mode};
 use crate::demo;
@@ -19,7 +20,7 @@ use crate::engagements::Engagements;
 use crate::inbox::Inbox;
 use crate::rtms::RtmsManager;
 use crate::rtms::SessionDeps;
-use crate::sim::{SimConfig, Simulator};
+use crate::secret::Secret;
 use crate::state::AppState;
 use crate::status::StatusBus;
 use crate::store::{Backend, Store};
@@ -339,8 +340,8 @@ async fn close_stale_engagements(
 async fn start_demo_simulator(config: &mut Config) -> anyhow::Result<Simulator> {
     let sim_cfg = SimConfig::generated();
     config.zoom.client_id = sim_cfg.client_id.clone();
-    config.zoom.client_secret = sim_cfg.client_secret.clone();
-    config.zoom.secret_token = sim_cfg.secret_token.clone();
+    config.zoom.client_secret = Secret::new(sim_cfg.client_secret.expose());
+    config.zoom.secret_token = Secret::new(sim_cfg.secret_token.expose());
     let sim = Simulator::build(sim_cfg)
         .await
         .context("starting the demo simulator")?;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::sim::SimHandle;
 use crate::state::AppState;
 use crate::status::Level;
+use zoom_sim::SimHandle;
 
 /// Pace of the demo.
 #[derive(Debug, Clone)]

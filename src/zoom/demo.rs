@@ -6,8 +6,8 @@ use anyhow::Context as _;
 
 use super::Caller;
 use super::oauth::{self, PkceMethod};
-use crate::sim::SimHandle;
 use crate::state::AppState;
+use zoom_sim::SimHandle;
 
 /// Install the app for the simulator's default user and make that user the
 /// caller of requests without a session.

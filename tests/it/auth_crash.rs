@@ -10,8 +10,8 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use zcc_rtms::secret::Secret;
-use zcc_rtms::sim::{SimConfig, SimHandle, Simulator};
 use zcc_rtms::store::{Backend, DEFAULT_PREFIX, Store, TokenKey};
+use zoom_sim::{SimConfig, SimHandle, Simulator};
 
 use crate::auth_harness::*;
 use crate::helpers::{WAIT, eventually, init};

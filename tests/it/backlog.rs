@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use zcc_rtms::sim::SimStats;
+use zoom_sim::SimStats;
 
 use crate::helpers::{Options, TestApp};
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use zcc_rtms::rtms::protocol::{self as app, Incoming};
-use zcc_rtms::sim::protocol::{self as sim, ClientMsg};
+use zoom_sim::protocol::{self as sim, ClientMsg};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -13,8 +13,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use zcc_rtms::config::{CredentialArgs, ServeArgs};
-use zcc_rtms::sim::{SimConfig, SimHandle, Simulator};
 use zcc_rtms::{App, AppState, Config};
+use zoom_sim::{SimConfig, SimHandle, Simulator};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -426,9 +426,9 @@ impl Sse {
 
 /// `x-zm-signature` for `body` sent at `ts` (any text: tests sign bad
 /// timestamps too), made as Zoom makes it — by the simulator's signer, which
-/// is written apart from the app's verifier (`zcc_rtms::sim::sign`).
+/// is written apart from the app's verifier (`zoom_sim::sign`).
 pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
-    zcc_rtms::sim::sign::webhook_signature_at(secret, ts, body)
+    zoom_sim::sign::webhook_signature_at(secret, ts, body)
 }
 
 pub fn now_secs() -> i64 {

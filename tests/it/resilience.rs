@@ -3,7 +3,7 @@
 //! and a server that goes silent.
 
 use serde_json::json;
-use zcc_rtms::sim::faults::FaultRequest;
+use zoom_sim::faults::FaultRequest;
 
 use crate::flow::stat;
 use crate::helpers::{Options, TestApp, eventually};

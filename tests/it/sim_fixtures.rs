@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use zcc_rtms::sim::audio;
-use zcc_rtms::sim::protocol::{self, ClientMsg};
+use zoom_sim::audio;
+use zoom_sim::protocol::{self, ClientMsg};
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rtms");
