@@ -23,6 +23,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use super::SimHandle;
 use super::audio;
@@ -48,6 +49,8 @@ const CATCH_UP_HEADROOM: usize = 8;
 const KEEPALIVE_MISSES: u32 = 3;
 /// Largest client message accepted (handshakes are a few hundred bytes).
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Longest wait for the client's answer to our Close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) const SIGNALING_PATH: &str = "/rtms/signaling";
 pub(crate) const MEDIA_PATH: &str = "/rtms/media";
@@ -128,6 +131,26 @@ async fn hold_silently(rx: &mut SplitStream<WebSocket>, shared: &Shared) {
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+/// After our Close frame: read (and drop) what the client still sends until
+/// its Close answer, the end of the connection, `CLOSE_WAIT` or shutdown.
+/// Dropping the socket with the client's messages unread would reset the
+/// connection, and a reset makes the client's kernel discard frames it has
+/// received but not yet read. Runs apart from the socket's owner, which
+/// forgets the socket at once.
+async fn closing_handshake(mut rx: SplitStream<WebSocket>, cancel: CancellationToken) {
+    let answered = async {
+        while let Some(Ok(m)) = rx.next().await {
+            if matches!(m, Message::Close(_)) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::timeout(CLOSE_WAIT, answered) => {}
     }
 }
 
@@ -358,7 +381,9 @@ async fn run_socket(
                 let ending = if changed.is_ok() { end_rx.borrow().clone() } else { None };
                 match ending.unwrap_or(Ending::Close(1000, "stream ended".into())) {
                     Ending::Close(code, reason) => {
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                        if sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await.is_ok() {
+                            shared.tracker.spawn(closing_handshake(rx, shared.cancel.clone()));
+                        }
                     }
                     Ending::Abort => ci.ctl.abort_on_drop(),
                 }
