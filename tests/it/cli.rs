@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use tokio::process::Command;
-use zcc_rtms::sim::{SimConfig, Simulator};
+use zoom_sim::{SimConfig, Simulator};
 
 use crate::support::{WAIT, init};
 

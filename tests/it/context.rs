@@ -299,7 +299,7 @@ async fn the_simulators_tampered_context_is_refused() {
     let app = TestApp::spawn().await;
     let user = app.sim.default_user();
     app.sim
-        .apply_faults(zcc_rtms::sim::FaultRequest {
+        .apply_faults(zoom_sim::FaultRequest {
             tamper_next_app_context: Some(true),
             ..Default::default()
         })

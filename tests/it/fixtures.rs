@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use zcc_rtms::rtms::protocol::{self as app, Incoming};
-use zcc_rtms::sim::protocol::{self as sim, ClientMsg};
+use zoom_sim::protocol::{self as sim, ClientMsg};
 
 use crate::support::fixtures::{fixture, server_fixtures};
 

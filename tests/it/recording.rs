@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zcc_rtms::sim::audio::{FRAME_BYTES, FRAME_MS, expected_frame};
+use zoom_sim::audio::{FRAME_BYTES, FRAME_MS, expected_frame};
 
 use crate::support::app::with_recordings;
 use crate::support::binary::{Binary, Secrets, Sim, StoreAt};
@@ -62,7 +62,7 @@ async fn both_channels_recorded(app: &TestApp, id: &str) -> Vec<Value> {
 /// Frames the simulator did not send: dropped (its queue to a slow reader
 /// was full) or skipped (its driver stalled, on a loaded machine). The app
 /// writes them as silence.
-fn sim_lost(sim: &zcc_rtms::sim::SimHandle) -> u64 {
+fn sim_lost(sim: &zoom_sim::SimHandle) -> u64 {
     let stats = sim.stats_snapshot();
     stats.frames_dropped + stats.frames_skipped
 }
@@ -244,7 +244,7 @@ async fn stream_revoked_deletes_the_recordings_as_the_stream_ends() {
     assert_eq!(wav_files(&dir).len(), 2);
     let at = std::time::Instant::now();
     app.sim
-        .stop_rtms_with(&id, zcc_rtms::sim::protocol::stop_reason::STREAM_REVOKED)
+        .stop_rtms_with(&id, zoom_sim::protocol::stop_reason::STREAM_REVOKED)
         .await
         .expect("revoke");
     // Deleted before the engine lets go of the stream: by the time it is

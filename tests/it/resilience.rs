@@ -3,7 +3,7 @@
 //! and a server that goes silent.
 
 use serde_json::json;
-use zcc_rtms::sim::faults::FaultRequest;
+use zoom_sim::faults::FaultRequest;
 
 use crate::support::rig::stat;
 use crate::support::{Options, TestApp, eventually};

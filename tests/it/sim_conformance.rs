@@ -18,7 +18,7 @@ fn is_sent_frame(stream_id: &str, e: &Value) -> bool {
         .decode(e["b64"].as_str().expect("data"))
         .expect("base64");
     ["1", "2"].iter().any(|c| {
-        zcc_rtms::sim::audio::expected_frame(stream_id, c, ts).as_deref() == Some(data.as_slice())
+        zoom_sim::audio::expected_frame(stream_id, c, ts).as_deref() == Some(data.as_slice())
     })
 }
 
@@ -59,7 +59,7 @@ async fn the_official_sdk_joins_over_verified_wss_receives_audio_and_transcripts
         }
     };
     assert!(
-        zcc_rtms::sim::audio::SCRIPT.contains(&transcript["text"].as_str().expect("text")),
+        zoom_sim::audio::SCRIPT.contains(&transcript["text"].as_str().expect("text")),
         "{transcript}"
     );
     eventually("keep-alives answered by the SDK", || {

@@ -3,8 +3,8 @@
 //! exactly the fixture's shape (keys, JSON types, nesting).
 
 use serde_json::{Value, json};
-use zcc_rtms::sim::audio;
-use zcc_rtms::sim::protocol::{self, ClientMsg};
+use zoom_sim::audio;
+use zoom_sim::protocol::{self, ClientMsg};
 
 use crate::support::fixtures::all as fixtures;
 

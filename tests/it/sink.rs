@@ -12,7 +12,7 @@ use std::time::Duration;
 use prometheus_parse::{Scrape, Value as Sample};
 use redis::Value;
 use tokio::time::Instant;
-use zcc_rtms::sim::audio;
+use zoom_sim::audio;
 
 use crate::support::install::new_engagement;
 use crate::support::redis::RedisServer;

@@ -116,7 +116,7 @@ async fn url_validation_is_answered_with_the_hmac_of_the_plain_token() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
-    let expected = zcc_rtms::sim::sign::url_validation_token(
+    let expected = zoom_sim::sign::url_validation_token(
         app.sim_cfg.secret_token.expose(),
         "qgg8vlvZRS6UYooatFL8Aw",
     );

@@ -13,8 +13,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use zcc_rtms::config::{CredentialArgs, ServeArgs};
-use zcc_rtms::sim::{SimConfig, SimHandle, Simulator};
 use zcc_rtms::{App, AppState, Config};
+use zoom_sim::{SimConfig, SimHandle, Simulator};
 
 use super::sse::{Sse, streaming_client};
 use super::{WAIT, init, now_secs, sign};

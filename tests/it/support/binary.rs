@@ -8,7 +8,7 @@ use std::process::Stdio;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
-use zcc_rtms::sim::{SimConfig, SimHandle, Simulator};
+use zoom_sim::{SimConfig, SimHandle, Simulator};
 
 use super::redis::RedisServer;
 use super::rig::Ends;

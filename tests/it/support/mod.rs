@@ -61,9 +61,9 @@ pub fn init() {
 
 /// `x-zm-signature` for `body` sent at `ts` (any text: tests sign bad
 /// timestamps too), made as Zoom makes it — by the simulator's signer, which
-/// is written apart from the app's verifier (`zcc_rtms::sim::sign`).
+/// is written apart from the app's verifier (`zoom_sim::sign`).
 pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
-    zcc_rtms::sim::sign::webhook_signature_at(secret, ts, body)
+    zoom_sim::sign::webhook_signature_at(secret, ts, body)
 }
 
 pub fn now_secs() -> i64 {

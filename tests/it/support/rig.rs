@@ -27,7 +27,7 @@ pub trait Ends {
     /// Trusts the simulator's CA; follows no redirects.
     fn http(&self) -> &reqwest::Client;
     fn client_id(&self) -> &str;
-    fn sim(&self) -> &zcc_rtms::sim::SimHandle;
+    fn sim(&self) -> &zoom_sim::SimHandle;
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base(), path)
     }
@@ -48,7 +48,7 @@ impl Ends for TestApp {
     fn client_id(&self) -> &str {
         &self.sim_cfg.client_id
     }
-    fn sim(&self) -> &zcc_rtms::sim::SimHandle {
+    fn sim(&self) -> &zoom_sim::SimHandle {
         &self.sim
     }
     async fn engagement_known(&self, engagement_id: &str) -> bool {

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use zcc_rtms::sim::{SimConfig, SimHandle, Simulator};
+use zoom_sim::{SimConfig, SimHandle, Simulator};
 
 /// Upper bound for any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -68,7 +68,7 @@ impl TestSim {
     }
 
     pub fn signature(&self, engagement_id: &str, stream_id: &str) -> String {
-        zcc_rtms::sim::sign::rtms_signature(
+        zoom_sim::sign::rtms_signature(
             &self.cfg.client_id,
             self.cfg.client_secret.expose(),
             engagement_id,

@@ -35,7 +35,7 @@ use super::protocol::{
 use super::sign;
 use super::state::{Ending, MediaPeer, Peer, Phase, Shared, Stream, lock};
 use super::stats::inc;
-use crate::time::now_ms;
+use crate::util::now_ms;
 
 /// Messages queued per socket before frames are dropped (about 2.5 s of audio).
 const OUT_QUEUE: usize = 256;

@@ -20,7 +20,7 @@ use super::protocol::MediaRequest;
 use super::stats::Stats;
 use super::webhooks::Outgoing;
 use super::{ClientEvent, SimConfig, SimEngagement, SimUser};
-use crate::time::now_ms;
+use crate::util::now_ms;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -310,7 +310,7 @@ impl Shared {
                     "direction": "inbound",
                     "queue_name": "Support",
                     "user_id": engagement.user_id,
-                    "start_time": crate::time::rfc3339_ms(engagement.started_at_ms),
+                    "start_time": crate::util::rfc3339_ms(engagement.started_at_ms),
                 },
             }),
         );
@@ -353,7 +353,7 @@ impl Shared {
                     "engagement_id": ended.engagement_id,
                     "channel": "voice",
                     "user_id": ended.user_id,
-                    "end_time": crate::time::rfc3339_ms(ended.ended_at_ms.unwrap_or_default()),
+                    "end_time": crate::util::rfc3339_ms(ended.ended_at_ms.unwrap_or_default()),
                 },
             }),
         );

@@ -14,7 +14,7 @@ use super::WebhookDelivery;
 use super::sign;
 use super::state::{Shared, lock};
 use super::stats::inc;
-use crate::time::{now_ms, now_secs};
+use crate::util::{now_ms, now_secs};
 
 /// How many recent deliveries `GET /sim/webhooks` keeps.
 const LOG_LEN: usize = 500;

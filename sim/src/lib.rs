@@ -2,16 +2,18 @@
 //! WebSocket servers, the simulated web client with the Zoom Apps SDK (Zoom's
 //! own from npm, or a stand-in), fault switches and counters. Used by the tests, by demo mode and by `zcc-rtms simulate`.
 //!
-//! Shares no state with the app: it talks to it only over HTTP and WebSockets,
-//! exactly as Zoom would. The surface is the *simulator's contract*
-//! (`docs/architecture.md`).
+//! A crate of its own that does not depend on the app: it shares no state and
+//! no code with it and talks to it only over HTTP and WebSockets, exactly as
+//! Zoom would. The surface is the *simulator's contract* (`docs/architecture.md`).
 //! Its Zoom-side code (signatures, app context, RTMS wire format) is written
 //! independently of the app's, so the two check each other.
 
+mod args;
 pub mod audio;
 pub mod client;
 mod context;
 mod control;
+mod error;
 pub mod faults;
 mod net;
 mod oauth;
@@ -20,6 +22,7 @@ mod rtms;
 pub mod sign;
 mod state;
 pub mod stats;
+pub mod util;
 mod webhooks;
 
 use std::collections::VecDeque;
@@ -38,14 +41,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+pub use args::{SimCredentials, SimulateArgs};
 pub use context::{AppContextClaims, CONTEXT_TTL_MS};
+pub use error::SimError;
 pub use faults::{FaultRequest, FaultState};
 pub use net::{Certs, make_certs};
 pub use stats::SimStats;
 
-use crate::secret::Secret;
-use crate::util::random_hex;
 use state::{Ending, Shared, State, lock};
+use util::{Secret, now_ms, random_hex};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -182,15 +186,6 @@ pub struct UrlValidation {
     pub answer: serde_json::Value,
 }
 
-/// Errors of the control surface; 4xx with a reason over HTTP.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SimError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    BadRequest(String),
-}
-
 /// Controls a running simulator in-process (the same things `/sim/*` does).
 #[derive(Clone)]
 pub struct SimHandle {
@@ -238,10 +233,7 @@ impl SimHandle {
         engagement_id: &str,
         ago: Duration,
     ) -> anyhow::Result<String> {
-        Ok(self.start_stream_at(
-            engagement_id,
-            crate::time::now_ms() - ago.as_millis() as i64,
-        )?)
+        Ok(self.start_stream_at(engagement_id, now_ms() - ago.as_millis() as i64)?)
     }
 
     /// Stop RTMS as if the REST call had been made (stop reason 25).
@@ -314,8 +306,7 @@ impl SimHandle {
     /// An app context for `user_id`, encrypted as Zoom does (docs/zoom-platform.md §2),
     /// valid for two minutes.
     pub fn app_context(&self, user_id: &str) -> String {
-        let claims =
-            AppContextClaims::panel(user_id, &self.shared.cfg.client_id, crate::time::now_ms());
+        let claims = AppContextClaims::panel(user_id, &self.shared.cfg.client_id, now_ms());
         let ctx = context::encrypt(self.shared.cfg.client_secret.expose(), &claims);
         let tamper = std::mem::take(&mut lock(&self.shared.faults).tamper_next_app_context);
         if tamper { context::tamper(&ctx) } else { ctx }
@@ -465,7 +456,7 @@ impl SimHandle {
     }
 
     pub(crate) fn start_stream(&self, engagement_id: &str) -> Result<String, SimError> {
-        self.start_stream_at(engagement_id, crate::time::now_ms())
+        self.start_stream_at(engagement_id, now_ms())
     }
 
     /// Start a stream whose audio began at `started_ms` (Unix ms).
@@ -573,8 +564,8 @@ fn router(handle: SimHandle) -> Router {
         .with_state(handle)
 }
 
-async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {
-    crate::error::AppError::NotFound(format!("no simulator route for {}", uri.path()))
+async fn not_found(uri: axum::http::Uri) -> SimError {
+    SimError::NotFound(format!("no simulator route for {}", uri.path()))
 }
 
 impl Simulator {
@@ -602,8 +593,7 @@ impl Simulator {
         ))?;
         let media_url = format!("{ws}://{host}:{}{}", addr.port(), rtms::MEDIA_PATH);
         let sdk_js = client::sdk_script(cfg.apps_sdk.as_deref())?;
-        let tls_client = crate::tls::client_config(None)?;
-        let http_client = crate::tls::http_client(&tls_client)?;
+        let http_client = net::http_client()?;
         let (webhook_tx, webhook_rx) = mpsc::unbounded_channel();
         let (client_tx, _) = broadcast::channel(64);
         let tracker = TaskTracker::new();
@@ -711,28 +701,10 @@ impl Simulator {
 
 /// `zcc-rtms simulate`: run a simulator until `shutdown`, printing the ready line.
 pub async fn run_cli(
-    args: crate::config::SimulateArgs,
+    args: SimulateArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let mut cfg = SimConfig::generated();
-    cfg.listen = args.listen;
-    cfg.app_url = args.app_url;
-    cfg.tls = args.tls;
-    cfg.keepalive = Duration::from_millis(args.keepalive_ms.max(1));
-    cfg.apps_sdk = args.apps_sdk;
-    if args.no_buffer_data {
-        cfg.max_buffered = Duration::ZERO;
-    }
-    if let Some(id) = args.credentials.client_id {
-        cfg.client_id = id;
-    }
-    if let Some(secret) = args.credentials.client_secret {
-        cfg.client_secret = Secret::new(secret);
-    }
-    if let Some(token) = args.credentials.secret_token {
-        cfg.secret_token = Secret::new(token);
-    }
-    let sim = Simulator::build(cfg).await?;
+    let sim = Simulator::build(args.config()).await?;
     println!("{}", sim.ready_line());
     sim.run_until_stopped(shutdown).await
 }
