@@ -8,10 +8,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use zcc_rtms::access::routes::{ROUTES, Who};
 
-use crate::auth_harness::*;
-use crate::control::second_instance_with;
-use crate::helpers::{Sse, SseEvent, SseRead, TestApp, WAIT, streaming_client};
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::install::*;
+use crate::support::rig::Rig;
+use crate::support::rig::second_instance_with;
+use crate::support::{Sse, SseEvent, SseRead, TestApp, WAIT, streaming_client};
 
 /// A concrete path for a route template.
 fn concrete(path: &str) -> String {
@@ -238,7 +239,7 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
         c.access.supervisor_user_ids = vec![listed_id]
     })
     .await;
-    crate::control::fanout_connected(app, &other).await;
+    crate::support::rig::fanout_connected(app, &other).await;
 
     let cookie = |name: &str| {
         people
@@ -405,5 +406,5 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
         .expect("GET");
     assert_eq!(wrong.status(), 401);
 
-    crate::control::stop_both(rig, stop_other, other_task).await;
+    crate::support::rig::stop_both(rig, stop_other, other_task).await;
 }

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::auth_harness::*;
-use crate::helpers::{Options, Sse, SseRead, TestApp, WAIT, eventually, streaming_client};
+use crate::support::install::*;
+use crate::support::{Options, Sse, SseRead, TestApp, WAIT, eventually, streaming_client};
 
 fn rest_total(app: &TestApp) -> u64 {
     app.sim.stats()["rest_calls"]
@@ -250,7 +250,7 @@ async fn a_lagging_feed_gets_a_filtered_snapshot_and_nothing_twice() {
             });
         }
     }
-    let no_foreign = |ev: &crate::helpers::SseEvent| {
+    let no_foreign = |ev: &crate::support::SseEvent| {
         let raw = ev.data.to_string();
         assert!(
             !raw.contains(&theirs) && !raw.contains("secret"),

@@ -5,8 +5,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::auth_harness::*;
-use crate::helpers::{TestApp, eventually, on_both_stores};
+use crate::support::install::*;
+use crate::support::rig::Rig;
+use crate::support::{TestApp, eventually, on_both_stores};
 
 on_both_stores!(
     full_web_install_authenticates_the_account,

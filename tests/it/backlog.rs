@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use zoom_sim::SimStats;
 
-use crate::helpers::{Options, TestApp};
+use crate::support::{Options, TestApp};
 
 const BACKLOG_STREAMS: usize = 50;
 const LIVE_STREAMS: usize = 5;

@@ -6,7 +6,7 @@ use std::process::Output;
 use tokio::process::Command;
 use zoom_sim::{SimConfig, Simulator};
 
-use crate::helpers::{WAIT, init};
+use crate::support::{WAIT, init};
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().expect("dir");

@@ -8,12 +8,12 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zcc_rtms::config::{CredentialArgs, ServeArgs};
-use zcc_rtms::{App, Config};
 
-use crate::auth_harness::*;
-use crate::helpers::{TestApp, on_both_stores};
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::install::*;
+use crate::support::rig::Rig;
+use crate::support::rig::second_instance;
+use crate::support::{TestApp, on_both_stores};
 
 on_both_stores!(
     workers = 4;
@@ -288,111 +288,6 @@ async fn zoom_errors_become_clear_answers() {
     let (code, body) = control(&app, Some(&cookie), &live, "stop").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     app.shutdown().await;
-}
-
-/// A second app instance on the same simulator and Redis as `rig`.
-pub(crate) async fn second_instance(
-    rig: &Rig,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    second_instance_with(rig, |_| {}).await
-}
-
-/// Stop the second instance, then the rig's app.
-pub(crate) async fn stop_both(
-    rig: Rig,
-    stop_other: tokio::sync::oneshot::Sender<()>,
-    other_task: tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let _ = stop_other.send(());
-    other_task
-        .await
-        .expect("join")
-        .expect("second instance ran");
-    rig.app.shutdown().await;
-}
-
-/// The operator's view of `base`'s status lines (newest first).
-pub(crate) async fn status_lines(app: &TestApp, base: &str, query: &str) -> Vec<String> {
-    let v: Value = app
-        .operator
-        .get(format!("{base}/api/webhooks/events{query}"))
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json");
-    v["events"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|e| e["message"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Wait until the instance at `other` hears `app`'s status bus (its
-/// fan-out subscription is up).
-pub(crate) async fn fanout_connected(app: &TestApp, other: &str) {
-    let mut n = 0;
-    crate::helpers::eventually("fan-out connected", || {
-        n += 1;
-        app.state
-            .bus
-            .status(None, zcc_rtms::status::Level::Info, format!("probe {n}"));
-        async move {
-            status_lines(app, other, "")
-                .await
-                .iter()
-                .any(|m| m.starts_with("probe"))
-                .then_some(())
-        }
-    })
-    .await;
-}
-
-/// A second instance like [`second_instance`], its config changed by `tweak`.
-pub(crate) async fn second_instance_with(
-    rig: &Rig,
-    tweak: impl FnOnce(&mut Config),
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let app = &rig.app;
-    let cfg = &app.state.config;
-    let args = ServeArgs {
-        credentials: CredentialArgs {
-            client_id: Some(app.sim_cfg.client_id.clone()),
-            client_secret: Some(app.sim_cfg.client_secret.expose().to_owned()),
-            secret_token: Some(app.sim_cfg.secret_token.expose().to_owned()),
-        },
-        port: Some("0".into()),
-        bind: Some("127.0.0.1".into()),
-        zoom_host: Some(app.sim_base.clone()),
-        zoom_api_url: Some(format!("{}/v2", app.sim_base)),
-        zoom_ca_cert: cfg.zoom.ca_cert.clone(),
-        session_secret: Some(cfg.session_secret.expose().to_owned()),
-        token_encryption_key: Some("00".repeat(32)),
-        redis_url: Some(rig.redis.as_ref().expect("redis").url()),
-        ..ServeArgs::default()
-    };
-    let mut config = Config::from_args(&args).expect("config");
-    // Same key and operator token as the first instance (generated for it).
-    config.token_encryption_key = cfg.token_encryption_key.clone();
-    config.access = cfg.access.clone();
-    tweak(&mut config);
-    let second = App::build(config).await.expect("second instance");
-    let base = format!("http://127.0.0.1:{}", second.local_addr().port());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(second.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    (base, tx, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,9 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::auth_harness::*;
-use crate::helpers::{TestApp, eventually, now_secs};
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::install::*;
+use crate::support::rig::Rig;
+use crate::support::{TestApp, eventually, now_secs};
 
 async fn deauthorize(app: &TestApp, account_id: &str, user_id: &str, ts_ms: i64) -> u16 {
     app.post_webhook(&json!({
@@ -90,7 +91,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
     .expect("json");
     let ts = now_secs().to_string();
     let forged = app
-        .post_webhook_raw(&body, &ts, &crate::helpers::sign("guess", &ts, &body))
+        .post_webhook_raw(&body, &ts, &crate::support::sign("guess", &ts, &body))
         .await;
     assert_eq!(forged.status(), 401);
 

@@ -12,7 +12,7 @@ use tokio::process::Command;
 use yaml_rust2::{Yaml, YamlLoader};
 use zcc_rtms::config::{Cli, DEFAULT_PORT};
 
-use crate::helpers::{TestApp, WAIT};
+use crate::support::{TestApp, WAIT};
 
 fn read(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);

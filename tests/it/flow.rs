@@ -3,18 +3,8 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::helpers::{Options, SseRead, TestApp, WAIT, eventually};
-
-/// A counter from the simulator's stats, by JSON pointer (0 when absent).
-pub fn stat(app: &TestApp, pointer: &str) -> u64 {
-    app.sim
-        .stats()
-        .pointer(pointer)
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
-}
+use crate::support::rig::stat;
+use crate::support::{Options, SseRead, TestApp, WAIT, eventually};
 
 async fn start_engagement(app: &TestApp) -> String {
     let id = app.sim.create_engagement().await.expect("engagement");

@@ -1,6 +1,6 @@
 //! Security headers, health, the page and the seed-compatible lists.
 
-use crate::helpers::TestApp;
+use crate::support::TestApp;
 
 fn assert_security_headers(resp: &reqwest::Response, sdk_origin: &str) {
     let h = resp.headers();

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::auth_crash::{Binary, OPERATOR_TOKEN, Secrets, Sim, StoreAt};
-use crate::helpers::{WAIT, eventually, now_secs, sign};
-use crate::redis_server::RedisServer;
+use crate::support::binary::{Binary, OPERATOR_TOKEN, Secrets, Sim, StoreAt};
+use crate::support::redis::RedisServer;
+use crate::support::{WAIT, eventually, now_secs, sign};
 
 /// A signed `engagement_started` for `id`, as Zoom sends it.
 pub(crate) fn started_body(id: &str) -> Vec<u8> {
@@ -303,18 +303,18 @@ tokio::task_local! {
 async fn a_graceful_stop_leaves_unapplied_webhooks_for_the_next_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let at = (dir.path().join("data"), zcc_rtms::util::random_hex(32));
-    let opts = crate::helpers::Options {
+    let opts = crate::support::Options {
         tweak: |args| {
             let (data, key) = RESTART_AT.with(Clone::clone);
             args.data_dir = Some(data);
             args.token_encryption_key = Some(key);
         },
-        ..crate::helpers::Options::default()
+        ..crate::support::Options::default()
     };
     let first = RESTART_AT
         .scope(
             at.clone(),
-            crate::helpers::TestApp::spawn_with(opts.clone()),
+            crate::support::TestApp::spawn_with(opts.clone()),
         )
         .await;
     let ids = ids("STOP", 300);
@@ -335,7 +335,7 @@ async fn a_graceful_stop_leaves_unapplied_webhooks_for_the_next_start() {
         .expect("the stop finishes the entry in hand and ends");
 
     let second = RESTART_AT
-        .scope(at, crate::helpers::TestApp::spawn_with(opts))
+        .scope(at, crate::support::TestApp::spawn_with(opts))
         .await;
     let want: HashSet<String> = ids.iter().cloned().collect();
     eventually("every webhook answered 200 took effect", || async {

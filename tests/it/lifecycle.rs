@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Options, TestApp, eventually, now_secs};
+use crate::support::{Options, TestApp, eventually, now_secs};
 
 #[tokio::test]
 async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
@@ -58,7 +58,7 @@ async fn instances_sharing_redis_close_a_stale_engagement_once() {
     use zcc_rtms::status::StatusBus;
     use zcc_rtms::store::{DEFAULT_PREFIX, Store};
 
-    let f = crate::store::Fixture::new(crate::store::Kind::Redis).await;
+    let f = crate::support::store::Fixture::new(crate::support::Kind::Redis).await;
     let other = Store::open(&f.backend, &f.key, DEFAULT_PREFIX)
         .await
         .expect("second instance's store");

@@ -9,20 +9,16 @@ use std::sync::atomic::Ordering;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zcc_rtms::config::ServeArgs;
 use zoom_sim::audio::{FRAME_BYTES, FRAME_MS, expected_frame};
 
-use crate::auth_crash::{Binary, Secrets, Sim, StoreAt};
-use crate::auth_harness::*;
-use crate::helpers::{Options, TestApp, eventually};
+use crate::support::app::with_recordings;
+use crate::support::binary::{Binary, Secrets, Sim, StoreAt};
+use crate::support::install::*;
+use crate::support::{Options, TestApp, eventually};
 
 /// Audio each channel must have before a test looks at it: more than one
 /// speaking turn (2.5 s), so both parties' speech is in it.
 const ENOUGH_MS: u64 = 3_000;
-
-pub(crate) fn with_recordings(args: &mut ServeArgs) {
-    args.recordings_dir = args.data_dir.as_ref().map(|d| d.join("recordings"));
-}
 
 async fn spawn() -> TestApp {
     TestApp::spawn_with(Options {

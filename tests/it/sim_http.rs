@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use super::sim_support::*;
+use crate::support::sim::*;
 
 struct Authorized {
     code: String,

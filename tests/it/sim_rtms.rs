@@ -8,7 +8,7 @@ use futures_util::SinkExt as _;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::sim_support::*;
+use crate::support::sim::*;
 
 #[tokio::test]
 async fn a_client_joins_and_gets_two_channels_of_audio_only_after_ready_ack() {

@@ -14,9 +14,9 @@ use redis::Value;
 use tokio::time::Instant;
 use zoom_sim::audio;
 
-use crate::auth_harness::new_engagement;
-use crate::helpers::{Options, Sse, SseRead, TestApp};
-use crate::redis_server::RedisServer;
+use crate::support::install::new_engagement;
+use crate::support::redis::RedisServer;
+use crate::support::{Options, Sse, SseRead, TestApp};
 
 /// Generous bound for everything here (the suite runs on a loaded box).
 const LONG_WAIT: Duration = Duration::from_secs(40);

@@ -5,10 +5,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::auth_harness::*;
-use crate::helpers::eventually;
-use crate::redis_server::RedisServer;
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::eventually;
+use crate::support::install::*;
+use crate::support::redis::RedisServer;
+use crate::support::rig::Rig;
 
 /// A connection as an admin user the app's `default` user cannot limit.
 async fn admin(redis: &RedisServer) -> redis::aio::MultiplexedConnection {

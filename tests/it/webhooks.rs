@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, now_secs, sign};
+use crate::support::{TestApp, now_secs, sign};
 
 fn engagement_started(id: &str) -> Value {
     json!({
@@ -22,14 +22,14 @@ async fn webhook_with_good_signature_is_accepted_and_tracked() {
     let app = TestApp::spawn().await;
     let resp = app.post_webhook(&engagement_started("E-good")).await;
     assert_eq!(resp.status(), 200);
-    let active = crate::helpers::eventually("engagement active", || async {
+    let active = crate::support::eventually("engagement active", || async {
         let v = app.get_json("/api/engagement/active").await;
         (v["engagementId"] == "E-good").then_some(v)
     })
     .await;
     assert_eq!(active["active"], true);
     // The status line follows the stored engagement onto the bus.
-    let events = crate::helpers::eventually("the status line", || async {
+    let events = crate::support::eventually("the status line", || async {
         let v = app.get_json("/api/webhooks/events").await;
         v["events"][0].is_object().then_some(v)
     })
@@ -188,7 +188,7 @@ async fn exact_retries_are_dropped() {
         answers.push(body["status"].as_str().expect("status").to_owned());
     }
     assert_eq!(answers, ["accepted", "duplicate", "duplicate"]);
-    let lines = crate::helpers::eventually("the start line", || async {
+    let lines = crate::support::eventually("the start line", || async {
         let v = app
             .get_json("/api/webhooks/events?engagement_id=E-dup")
             .await;

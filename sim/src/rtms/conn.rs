@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -18,6 +19,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use super::OUT_QUEUE;
 use crate::SimHandle;
@@ -31,6 +33,8 @@ use crate::util::now_ms;
 const KEEPALIVE_MISSES: u32 = 3;
 /// Largest client message accepted (handshakes are a few hundred bytes).
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Longest wait for the client's answer to our Close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Which RTMS endpoint a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +239,26 @@ async fn hold_silently(rx: &mut SplitStream<WebSocket>, shared: &Shared) {
     }
 }
 
+/// After our Close frame: read (and drop) what the client still sends until
+/// its Close answer, the end of the connection, `CLOSE_WAIT` or shutdown.
+/// Dropping the socket with the client's messages unread would reset the
+/// connection, and a reset makes the client's kernel discard frames it has
+/// received but not yet read. Runs apart from the socket's owner, which
+/// forgets the socket at once.
+async fn closing_handshake(mut rx: SplitStream<WebSocket>, cancel: CancellationToken) {
+    let answered = async {
+        while let Some(Ok(m)) = rx.next().await {
+            if matches!(m, Message::Close(_)) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::timeout(CLOSE_WAIT, answered) => {}
+    }
+}
+
 async fn refuse(mut sink: SplitSink<WebSocket, Message>, text: String) {
     let _ = sink.send(Message::Text(text.into())).await;
     let _ = sink
@@ -327,7 +351,9 @@ async fn run_socket(
                 let ending = if changed.is_ok() { end_rx.borrow().clone() } else { None };
                 match ending.unwrap_or(Ending::Close(1000, "stream ended".into())) {
                     Ending::Close(code, reason) => {
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                        if sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await.is_ok() {
+                            shared.tracker.spawn(closing_handshake(rx, shared.cancel.clone()));
+                        }
                     }
                     Ending::Abort => ci.ctl.abort_on_drop(),
                 }

@@ -1,6 +1,6 @@
-//! Helpers for the simulator's own tests: a running simulator, a tiny
-//! webhook receiver, a raw RTMS WebSocket client.
-
+//! The simulator alone, for its own tests: a running simulator (`TestSim`),
+//! a tiny webhook receiver standing in for the app, a raw RTMS WebSocket
+//! client (connect, handshake, join a stream). Never the app.
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -366,8 +366,8 @@ pub fn l16_default() -> Value {
     json!({"content_type": 2, "sample_rate": 1, "channel": 1, "codec": 1, "data_opt": 1, "send_rate": 20})
 }
 
-/// [`crate::helpers::eventually`] for a plain condition: poll `check` until
+/// [`super::eventually`] for a plain condition: poll `check` until
 /// it holds, within that helper's bounded wait.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    crate::helpers::eventually(what, || std::future::ready(check().then_some(()))).await
+    super::eventually(what, || std::future::ready(check().then_some(()))).await
 }

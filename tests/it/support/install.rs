@@ -1,6 +1,8 @@
-//! Helpers for the install / token / control tests: a `TestApp` on either
-//! store, and the browser's side of the OAuth dance done by hand (every
-//! redirect followed explicitly, the session cookie carried along).
+//! The browser's side of the OAuth install, done by hand (every redirect
+//! followed explicitly, the session cookie carried along), and the calls a
+//! signed-in browser makes (`/api/auth/status`, the control route), against
+//! anything that is `Ends`: an in-process `TestApp` or the real binary. Also
+//! the simulator's fault switch and counters as these tests read them.
 
 #![allow(dead_code)]
 
@@ -8,103 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp};
-use crate::redis_server::RedisServer;
-use crate::store::Kind;
-
-tokio::task_local! {
-    /// `Options::tweak` is a plain `fn`: the Redis URL reaches it this way.
-    static REDIS_URL: String;
-}
-
-/// What the browser-side helpers need of an app under test: an in-process
-/// `TestApp` or a spawned binary.
-pub trait Ends {
-    /// `http://127.0.0.1:PORT` of the app.
-    fn base(&self) -> &str;
-    fn sim_base(&self) -> &str;
-    /// Trusts the simulator's CA; follows no redirects.
-    fn http(&self) -> &reqwest::Client;
-    fn client_id(&self) -> &str;
-    fn sim(&self) -> &zoom_sim::SimHandle;
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base(), path)
-    }
-    /// Whether the app has recorded the engagement (its webhook was handled).
-    async fn engagement_known(&self, engagement_id: &str) -> bool;
-}
-
-impl Ends for TestApp {
-    fn base(&self) -> &str {
-        &self.base
-    }
-    fn sim_base(&self) -> &str {
-        &self.sim_base
-    }
-    fn http(&self) -> &reqwest::Client {
-        &self.state.http
-    }
-    fn client_id(&self) -> &str {
-        &self.sim_cfg.client_id
-    }
-    fn sim(&self) -> &zoom_sim::SimHandle {
-        &self.sim
-    }
-    async fn engagement_known(&self, engagement_id: &str) -> bool {
-        matches!(
-            self.state.store.load_engagement(engagement_id).await,
-            Ok(Some(_))
-        )
-    }
-}
-
-/// A new engagement assigned to `user` (the simulator's default user when
-/// None), returned once the app has recorded it: control is only for the
-/// engagement's own agent, which the app learns from `engagement_started`.
-pub async fn new_engagement(app: &impl Ends, user: Option<&str>) -> String {
-    let id = match user {
-        Some(u) => app.sim().create_engagement_for(u).await,
-        None => app.sim().create_engagement().await,
-    }
-    .expect("engagement");
-    crate::helpers::eventually("the app records the engagement", || async {
-        app.engagement_known(&id).await.then_some(())
-    })
-    .await;
-    id
-}
-
-/// A `TestApp` (app in Zoom mode + simulator) on the given store.
-pub struct Rig {
-    pub app: TestApp,
-    pub redis: Option<RedisServer>,
-}
-
-impl Rig {
-    pub async fn spawn(kind: Kind) -> Rig {
-        match kind {
-            Kind::Embedded => Rig {
-                app: TestApp::spawn().await,
-                redis: None,
-            },
-            Kind::Redis => {
-                let redis = RedisServer::start().await;
-                let opts = Options {
-                    tweak: |args| args.redis_url = Some(REDIS_URL.with(Clone::clone)),
-                    ..Options::default()
-                };
-                let app = REDIS_URL
-                    .scope(redis.url(), TestApp::spawn_with(opts))
-                    .await;
-                assert_eq!(app.state.store.backend_name(), "redis");
-                Rig {
-                    app,
-                    redis: Some(redis),
-                }
-            }
-        }
-    }
-}
+pub use super::rig::{Ends, new_engagement};
 
 fn location(resp: &reqwest::Response) -> String {
     assert!(
