@@ -101,7 +101,9 @@ async fn start_rtms(
             "started_ago_ms must be at most {MAX_STARTED_AGO_MS}"
         )));
     }
-    let sid = sim.start_stream_at(&id, crate::util::now_ms() - ago as i64)?;
+    let sid = sim
+        .shared
+        .start_stream_at(&id, crate::util::now_ms() - ago as i64)?;
     Ok(Json(json!({"engagement_id": id, "rtms_stream_id": sid})))
 }
 
@@ -127,7 +129,7 @@ async fn stop_rtms(
             "stop_reason must be an RTMS stop reason (0 to 26)".into(),
         ));
     }
-    sim.stop_stream(&id, reason)?;
+    sim.shared.stop_stream(&id, reason)?;
     Ok(Json(
         json!({"engagement_id": id, "stopped": true, "stop_reason": reason}),
     ))
@@ -137,7 +139,7 @@ async fn pause_rtms(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, SimError> {
-    sim.pause_stream(&id, true)?;
+    sim.shared.pause_stream(&id, true)?;
     Ok(Json(json!({"engagement_id": id, "paused": true})))
 }
 
@@ -145,7 +147,7 @@ async fn resume_rtms(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, SimError> {
-    sim.pause_stream(&id, false)?;
+    sim.shared.pause_stream(&id, false)?;
     Ok(Json(json!({"engagement_id": id, "paused": false})))
 }
 

@@ -8,9 +8,10 @@
 //! Its Zoom-side code (signatures, app context, RTMS wire format) is written
 //! independently of the app's, so the two check each other.
 
-mod args;
+mod api;
 pub mod audio;
 pub mod client;
+mod config;
 mod context;
 mod control;
 mod error;
@@ -27,9 +28,7 @@ mod webhooks;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,75 +40,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-pub use args::{SimCredentials, SimulateArgs};
+pub use config::{SimConfig, SimCredentials, SimulateArgs};
 pub use context::{AppContextClaims, CONTEXT_TTL_MS};
 pub use error::SimError;
 pub use faults::{FaultRequest, FaultState};
 pub use net::{Certs, make_certs};
 pub use stats::SimStats;
 
-use state::{Ending, Shared, State, lock};
-use util::{Secret, now_ms, random_hex};
-
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    pub listen: SocketAddr,
-    /// Where webhooks go: `{app_url}/api/webhooks/zoom`. May be set later
-    /// through [`SimHandle::set_app_url`].
-    pub app_url: Option<Url>,
-    /// Serve https/wss with a self-signed certificate made at start.
-    pub tls: bool,
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub secret_token: Secret,
-    /// Period of KEEP_ALIVE_REQ on every RTMS socket.
-    pub keepalive: Duration,
-    /// Delays before each webhook retry (Zoom: 5, 20, 60 minutes).
-    pub webhook_retry: Vec<Duration>,
-    /// Lifetime of issued access tokens.
-    pub access_token_ttl: Duration,
-    /// A webhook not answered within this counts as failed (Zoom: 3 s).
-    pub webhook_timeout: Duration,
-    /// How long an interrupted stream waits for the client to reconnect
-    /// before it ends (Zoom: about 60 s).
-    pub reconnect_window: Duration,
-    /// How long a new RTMS socket may take to send its handshake.
-    pub handshake_timeout: Duration,
-    /// Zoom's own Apps SDK to serve at `/sim/appssdk.js` instead of the
-    /// stand-in: the CommonJS build of the npm package `@zoom/appssdk`
-    /// (`dist/sdk.module.js`). None serves the stand-in (offline, demo mode).
-    pub apps_sdk: Option<std::path::PathBuf>,
-    /// Most audio buffered between a stream's start and its first consumer,
-    /// replayed at once when the consumer connects (Zoom since 2026-05:
-    /// 60 s, `buffer_data`). Zero turns buffering off.
-    pub max_buffered: Duration,
-}
-
-impl SimConfig {
-    /// A simulator on a free loopback port with freshly generated credentials.
-    pub fn generated() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            app_url: None,
-            tls: false,
-            client_id: format!("sim_{}", random_hex(8)),
-            client_secret: Secret::new(random_hex(24)),
-            secret_token: Secret::new(random_hex(16)),
-            keepalive: Duration::from_secs(10),
-            webhook_retry: vec![
-                Duration::from_secs(300),
-                Duration::from_secs(1200),
-                Duration::from_secs(3600),
-            ],
-            access_token_ttl: Duration::from_secs(3600),
-            webhook_timeout: Duration::from_secs(3),
-            reconnect_window: Duration::from_secs(60),
-            handshake_timeout: Duration::from_secs(10),
-            apps_sdk: None,
-            max_buffered: Duration::from_secs(60),
-        }
-    }
-}
+use state::{Shared, State, lock};
+use util::now_ms;
 
 /// A bound, not yet running simulator.
 pub struct Simulator {
@@ -223,7 +162,7 @@ impl SimHandle {
 
     /// Start RTMS as if the REST call had been made; returns the stream id.
     pub async fn start_rtms(&self, engagement_id: &str) -> anyhow::Result<String> {
-        Ok(self.start_stream(engagement_id)?)
+        Ok(self.shared.start_stream(engagement_id)?)
     }
 
     /// Start RTMS as if its audio had begun `ago` before now (the consumer
@@ -233,25 +172,28 @@ impl SimHandle {
         engagement_id: &str,
         ago: Duration,
     ) -> anyhow::Result<String> {
-        Ok(self.start_stream_at(engagement_id, now_ms() - ago.as_millis() as i64)?)
+        let started_ms = now_ms() - ago.as_millis() as i64;
+        Ok(self.shared.start_stream_at(engagement_id, started_ms)?)
     }
 
     /// Stop RTMS as if the REST call had been made (stop reason 25).
     pub async fn stop_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
-        Ok(self.stop_stream(engagement_id, protocol::stop_reason::MANUAL_API_TRIGGERED)?)
+        Ok(self
+            .shared
+            .stop_stream(engagement_id, protocol::stop_reason::MANUAL_API_TRIGGERED)?)
     }
 
     /// Stop RTMS with a given RTMS_STOP_REASON (e.g. 8, STREAM_REVOKED).
     pub async fn stop_rtms_with(&self, engagement_id: &str, reason: i64) -> anyhow::Result<()> {
-        Ok(self.stop_stream(engagement_id, reason)?)
+        Ok(self.shared.stop_stream(engagement_id, reason)?)
     }
 
     pub async fn pause_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
-        Ok(self.pause_stream(engagement_id, true)?)
+        Ok(self.shared.pause_stream(engagement_id, true)?)
     }
 
     pub async fn resume_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
-        Ok(self.pause_stream(engagement_id, false)?)
+        Ok(self.shared.pause_stream(engagement_id, false)?)
     }
 
     /// End an engagement (stops its stream, sends `engagement_ended`).
@@ -328,107 +270,7 @@ impl SimHandle {
     /// Apply a fault request (the body of `POST /sim/faults`); returns what
     /// was done, e.g. `["drop: 2 sockets"]`.
     pub fn apply_faults(&self, req: FaultRequest) -> Result<Vec<String>, SimError> {
-        let shared = &self.shared;
-        let mut done = Vec::new();
-        // Validate everything that can fail before changing anything.
-        for id in [&req.resend_started, &req.interrupt].into_iter().flatten() {
-            if shared.engagement(id).is_none() {
-                return Err(SimError::NotFound(format!("unknown engagement {id}")));
-            }
-        }
-        if let Some(f) = req.fail_rest.as_ref().or(req.fail_token.as_ref())
-            && !(400..=599).contains(&f.status)
-        {
-            return Err(SimError::BadRequest("fail status must be 400–599".into()));
-        }
-        {
-            let mut f = lock(&shared.faults);
-            if let Some(v) = req.stop_answering {
-                f.stop_answering = v;
-                shared.stop_answering.store(v, Ordering::Relaxed);
-                done.push(format!("stop_answering: {v}"));
-            }
-            if let Some(r) = req.refuse_handshakes {
-                done.push(format!(
-                    "refuse_handshakes: next {} with status {}",
-                    r.count, r.status_code
-                ));
-                f.refuse_handshakes = (r.count > 0).then_some(r);
-            }
-            if let Some(r) = req.fail_rest {
-                done.push(format!("fail_rest: next {} with {}", r.count, r.status));
-                f.fail_rest = (r.count > 0).then_some(r);
-            }
-            if let Some(r) = req.fail_token {
-                done.push(format!("fail_token: next {} with {}", r.count, r.status));
-                f.fail_token = (r.count > 0).then_some(r);
-            }
-            if let Some(n) = req.duplicate_webhooks {
-                f.duplicate_webhooks = n;
-                done.push(format!("duplicate_webhooks: next {n}"));
-            }
-            if let Some(v) = req.tamper_next_app_context {
-                f.tamper_next_app_context = v;
-                done.push(format!("tamper_next_app_context: {v}"));
-            }
-            if let Some(v) = req.duplicate_signaling {
-                f.duplicate_signaling = v;
-                done.push(format!("duplicate_signaling: {v:?}"));
-            }
-            if let Some(v) = req.participant_info {
-                f.participant_info = v;
-                done.push(format!("participant_info: {:?}", v.keys()));
-            }
-        }
-        if req.expire_tokens == Some(true) {
-            let now = tokio::time::Instant::now();
-            let mut st = lock(&shared.state);
-            for t in st.access.values_mut() {
-                t.expires = now;
-            }
-            done.push(format!("expire_tokens: {}", st.access.len()));
-        }
-        if req.revoke_refresh_tokens == Some(true) {
-            let mut st = lock(&shared.state);
-            let n = st.refresh.len();
-            st.refresh.clear();
-            done.push(format!("revoke_refresh_tokens: {n}"));
-        }
-        if let Some(d) = req.drop {
-            let ending = match d.mode {
-                faults::DropMode::Close => Ending::Close(
-                    d.code.unwrap_or(1000),
-                    "dropped by a simulator fault".into(),
-                ),
-                faults::DropMode::Abort => Ending::Abort,
-            };
-            let n = shared.drop_sockets(d.engagement_id.as_deref(), d.socket, ending);
-            done.push(format!("drop: {n} sockets"));
-        }
-        if let Some(id) = req.resend_started {
-            let stream = shared.stream_of(&id).ok_or_else(|| {
-                SimError::BadRequest(format!("engagement {id} has no running stream"))
-            })?;
-            shared.webhook(
-                "contact_center.voice_rtms_started",
-                serde_json::json!({
-                    "engagement_id": stream.engagement_id,
-                    "rtms_stream_id": stream.id,
-                    "server_urls": shared.rtms_url.as_str(),
-                }),
-            );
-            done.push("resend_started".into());
-        }
-        if let Some(id) = req.interrupt {
-            if shared.stream_of(&id).is_none() {
-                return Err(SimError::BadRequest(format!(
-                    "engagement {id} has no running stream"
-                )));
-            }
-            let n = shared.drop_sockets(Some(&id), faults::SocketKind::All, Ending::Abort);
-            done.push(format!("interrupt: {n} sockets"));
-        }
-        Ok(done)
+        self.shared.apply_faults(req)
     }
 
     /// Send a ZCC voice event (8–34) on an engagement's stream; only
@@ -454,94 +296,6 @@ impl SimHandle {
     pub fn webhook_log(&self) -> Vec<WebhookDelivery> {
         lock(&self.shared.webhook_log).iter().cloned().collect()
     }
-
-    pub(crate) fn start_stream(&self, engagement_id: &str) -> Result<String, SimError> {
-        self.start_stream_at(engagement_id, now_ms())
-    }
-
-    /// Start a stream whose audio began at `started_ms` (Unix ms).
-    pub(crate) fn start_stream_at(
-        &self,
-        engagement_id: &str,
-        started_ms: i64,
-    ) -> Result<String, SimError> {
-        let shared = &self.shared;
-        let stream = {
-            let mut st = lock(&shared.state);
-            let e =
-                st.engagements.get(engagement_id).cloned().ok_or_else(|| {
-                    SimError::NotFound(format!("unknown engagement {engagement_id}"))
-                })?;
-            if e.state != "active" {
-                return Err(SimError::BadRequest(format!(
-                    "engagement {engagement_id} has ended"
-                )));
-            }
-            if let Some(running) = &e.rtms_stream_id {
-                // Starting a running stream is a no-op.
-                return Ok(running.clone());
-            }
-            let agent = st
-                .users
-                .get(&e.user_id)
-                .cloned()
-                .unwrap_or_else(|| st.default_user());
-            let stream = Arc::new(state::Stream::new(
-                &e,
-                agent,
-                started_ms,
-                shared.cancel.child_token(),
-            ));
-            st.streams.insert(stream.id.clone(), stream.clone());
-            if let Some(e) = st.engagements.get_mut(engagement_id) {
-                e.rtms_stream_id = Some(stream.id.clone());
-            }
-            stream
-        };
-        stats::inc(&shared.stats.streams_started);
-        shared.stats.streams_active.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(engagement_id, stream = %stream.id, "RTMS stream started");
-        shared.webhook(
-            "contact_center.voice_rtms_started",
-            serde_json::json!({
-                "engagement_id": engagement_id,
-                "rtms_stream_id": stream.id,
-                "server_urls": shared.rtms_url.as_str(),
-            }),
-        );
-        Ok(stream.id.clone())
-    }
-
-    pub(crate) fn stop_stream(&self, engagement_id: &str, reason: i64) -> Result<(), SimError> {
-        if self.shared.engagement(engagement_id).is_none() {
-            return Err(SimError::NotFound(format!(
-                "unknown engagement {engagement_id}"
-            )));
-        }
-        if let Some(stream) = self.shared.stream_of(engagement_id) {
-            self.shared.terminate(&stream, reason);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn pause_stream(&self, engagement_id: &str, paused: bool) -> Result<(), SimError> {
-        if self.shared.engagement(engagement_id).is_none() {
-            return Err(SimError::NotFound(format!(
-                "unknown engagement {engagement_id}"
-            )));
-        }
-        let stream = self.shared.stream_of(engagement_id).ok_or_else(|| {
-            SimError::BadRequest(format!("engagement {engagement_id} has no running stream"))
-        })?;
-        self.shared.set_paused(&stream, paused);
-        Ok(())
-    }
-}
-
-impl Shared {
-    pub(crate) fn self_arc(&self) -> Option<Arc<Shared>> {
-        self.me.upgrade()
-    }
 }
 
 /// The whole simulator: Zoom's HTTP side, RTMS, control, client side.
@@ -552,7 +306,8 @@ fn router(handle: SimHandle) -> Router {
     use axum::http::{HeaderValue, header};
     use tower_http::set_header::SetResponseHeaderLayer;
     Router::new()
-        .merge(oauth::router(handle.clone()))
+        .merge(oauth::router())
+        .merge(api::router(handle.clone()))
         .merge(rtms::router())
         .merge(control::router())
         .merge(client::router())

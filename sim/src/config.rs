@@ -1,5 +1,6 @@
-//! The simulator's command line (`zcc-rtms simulate`): its flags and the
-//! environment variables it reads, turned into a [`SimConfig`].
+//! The simulator's configuration: [`SimConfig`] (what tests and demo mode
+//! build, with generated credentials) and its command line (`zcc-rtms
+//! simulate`), whose flags and environment variables are turned into one.
 //!
 //! The app's binary embeds [`SimulateArgs`] as its `simulate` subcommand; the
 //! simulator reads the same Zoom credential variables as the app so one `.env`
@@ -12,8 +13,67 @@ use std::time::Duration;
 use clap::Args;
 use url::Url;
 
-use crate::SimConfig;
-use crate::util::Secret;
+use crate::util::{Secret, random_hex};
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    /// Where webhooks go: `{app_url}/api/webhooks/zoom`. May be set later
+    /// through [`SimHandle::set_app_url`].
+    pub app_url: Option<Url>,
+    /// Serve https/wss with a self-signed certificate made at start.
+    pub tls: bool,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub secret_token: Secret,
+    /// Period of KEEP_ALIVE_REQ on every RTMS socket.
+    pub keepalive: Duration,
+    /// Delays before each webhook retry (Zoom: 5, 20, 60 minutes).
+    pub webhook_retry: Vec<Duration>,
+    /// Lifetime of issued access tokens.
+    pub access_token_ttl: Duration,
+    /// A webhook not answered within this counts as failed (Zoom: 3 s).
+    pub webhook_timeout: Duration,
+    /// How long an interrupted stream waits for the client to reconnect
+    /// before it ends (Zoom: about 60 s).
+    pub reconnect_window: Duration,
+    /// How long a new RTMS socket may take to send its handshake.
+    pub handshake_timeout: Duration,
+    /// Zoom's own Apps SDK to serve at `/sim/appssdk.js` instead of the
+    /// stand-in: the CommonJS build of the npm package `@zoom/appssdk`
+    /// (`dist/sdk.module.js`). None serves the stand-in (offline, demo mode).
+    pub apps_sdk: Option<std::path::PathBuf>,
+    /// Most audio buffered between a stream's start and its first consumer,
+    /// replayed at once when the consumer connects (Zoom since 2026-05:
+    /// 60 s, `buffer_data`). Zero turns buffering off.
+    pub max_buffered: Duration,
+}
+
+impl SimConfig {
+    /// A simulator on a free loopback port with freshly generated credentials.
+    pub fn generated() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            app_url: None,
+            tls: false,
+            client_id: format!("sim_{}", random_hex(8)),
+            client_secret: Secret::new(random_hex(24)),
+            secret_token: Secret::new(random_hex(16)),
+            keepalive: Duration::from_secs(10),
+            webhook_retry: vec![
+                Duration::from_secs(300),
+                Duration::from_secs(1200),
+                Duration::from_secs(3600),
+            ],
+            access_token_ttl: Duration::from_secs(3600),
+            webhook_timeout: Duration::from_secs(3),
+            reconnect_window: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            apps_sdk: None,
+            max_buffered: Duration::from_secs(60),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
