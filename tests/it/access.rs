@@ -286,7 +286,7 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
 
     // Each agent starts their own stream (control on their own engagement).
     for (who, engagement) in [("a1", &e_a1), ("a2", &e_a2), ("b1", &e_b1)] {
-        let (code, body) = control(app, Some(&cookie(who)), engagement, "start").await;
+        let (code, body) = app.start_rtms(Some(&cookie(who)), engagement).await;
         assert_eq!(code, StatusCode::OK, "{who}: {body}");
     }
     let readers: Vec<_> = early
@@ -396,7 +396,7 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
     assert_eq!(on_first["engagements"], json!([]));
 
     // The operator sees all three; a wrong token sees nothing.
-    let all_active = app.get_json("/api/engagement/active").await;
+    let all_active = app.active().await;
     assert_eq!(all_active["engagements"].as_array().map(Vec::len), Some(3));
     let wrong = reqwest::Client::new()
         .get(app.url("/api/engagement/active"))

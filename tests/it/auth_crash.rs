@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use zcc_rtms::secret::Secret;
 use zcc_rtms::store::{Backend, DEFAULT_PREFIX, Store, TokenKey};
 
-use crate::support::binary::{Binary, OPERATOR_TOKEN, Secrets, Sim, StoreAt};
+use crate::support::binary::{Binary, Secrets, Sim, StoreAt};
 use crate::support::eventually;
 use crate::support::install::*;
 use crate::support::redis::RedisServer;
@@ -20,7 +20,7 @@ async fn install_and_refresh(bin: &Binary<'_>) -> (String, String) {
     let cookie = install(bin, None).await;
     let engagement = new_engagement(bin, None).await;
     fault(bin, json!({ "expire_tokens": true })).await;
-    let (code, body) = control(bin, Some(&cookie), &engagement, "stop").await;
+    let (code, body) = bin.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(refresh_grants(bin), 1, "one refresh happened");
     (cookie, engagement)
@@ -53,9 +53,9 @@ async fn assert_rotated_tokens_stored(sim: &Sim, store: &Store) {
 /// After the restart the same session works without another refresh and
 /// without needing re-authorization.
 async fn assert_still_authorized(bin: &Binary<'_>, cookie: &str, engagement: &str) {
-    let st = status(bin, Some(cookie)).await;
+    let st = bin.auth_status(Some(cookie)).await;
     assert_eq!(st["authenticated"], true, "{st}");
-    let (code, body) = control(bin, Some(cookie), engagement, "stop").await;
+    let (code, body) = bin.stop_rtms(Some(cookie), engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(refresh_grants(bin), 1, "no second refresh was needed");
 }
@@ -113,11 +113,11 @@ async fn tokens_refreshed_just_before_a_kill_9_survive_on_redis_even_when_redis_
 
     // Redis dies under a running app: calls fail clearly, then recover.
     redis.kill9().await;
-    let (code, _) = control(&bin, Some(&cookie), &engagement, "stop").await;
+    let (code, _) = bin.stop_rtms(Some(&cookie), &engagement).await;
     assert!(code.is_server_error(), "{code}");
     redis.restart().await;
     eventually("the app to reach Redis again", || async {
-        let (code, _) = control(&bin, Some(&cookie), &engagement, "stop").await;
+        let (code, _) = bin.stop_rtms(Some(&cookie), &engagement).await;
         (code == StatusCode::OK).then_some(())
     })
     .await;
@@ -128,18 +128,10 @@ async fn tokens_refreshed_just_before_a_kill_9_survive_on_redis_even_when_redis_
     bin.kill9().await;
 }
 
-async fn streams_active(app: &impl Ends) -> u64 {
-    let v: Value = app
-        .http()
-        .get(app.url("/api/stats"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
-    v["streams_active"].as_u64().expect("count")
+async fn streams_active(bin: &Binary<'_>) -> u64 {
+    bin.stats().await.expect("stats")["streams_active"]
+        .as_u64()
+        .expect("count")
 }
 
 /// Several instances on one Redis; the one consuming a stream dies (SIGKILL,
@@ -193,17 +185,7 @@ async fn a_stream_whose_owner_is_killed_is_taken_over_by_another_instance() {
     .await;
     let frames = |v: Value| v["frames"].as_u64().unwrap_or(0);
     eventually("frames reach the survivor", || async {
-        let v: Value = survivor
-            .http()
-            .get(survivor.url("/api/stats"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (frames(v) >= 100).then_some(())
+        (frames(survivor.stats().await?) >= 100).then_some(())
     })
     .await;
 }

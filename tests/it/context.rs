@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use zcc_rtms::http::session::{self, SessionData};
 
 use crate::support::TestApp;
+use crate::support::ends::Ends as _;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -336,8 +337,7 @@ async fn a_context_in_a_browser_that_never_installed_finds_the_users_account() {
     assert_eq!(body["accountId"], user.account_id.as_str());
     let pair = cookie.split(';').next().expect("pair").to_owned();
     let engagement = crate::support::install::new_engagement(&app, None).await;
-    let (status, answer) =
-        crate::support::install::control(&app, Some(&pair), &engagement, "start").await;
+    let (status, answer) = app.start_rtms(Some(&pair), &engagement).await;
     assert_eq!(status, 200, "{answer}");
     app.shutdown().await;
 }
@@ -358,7 +358,7 @@ async fn active_engagements_are_the_callers_own_once_the_browser_has_a_session()
         .await
         .expect("bob's");
     crate::support::eventually("both engagements tracked", || async {
-        let v = app.get_json("/api/engagement/active").await;
+        let v = app.active().await;
         (v["engagements"].as_array().map(Vec::len) == Some(2)).then_some(())
     })
     .await;
@@ -367,12 +367,8 @@ async fn active_engagements_are_the_callers_own_once_the_browser_has_a_session()
     let cookie = set_cookie(&resp).expect("session");
     let pair = cookie.split(';').next().expect("pair");
     let mine: Value = app
-        .client
-        .get(app.url("/api/engagement/active"))
-        .header("cookie", pair)
-        .send()
+        .get_as("/api/engagement/active", Some(pair))
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");

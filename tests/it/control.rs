@@ -26,14 +26,14 @@ async fn fifty_concurrent_control_calls_with_an_expired_token_make_exactly_one_r
     let app = &rig.app;
     let cookie = install(app, None).await;
     let engagement = new_engagement(app, None).await;
-    let (code, _) = control(app, Some(&cookie), &engagement, "stop").await;
+    let (code, _) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK);
 
     fault(app, json!({ "expire_tokens": true })).await;
     let refreshes_before = refresh_grants(app);
     let ok_before = rest_calls(app, 204);
     let rejected_before = rest_calls(app, 401);
-    let answers = join_all((0..50).map(|_| control(app, Some(&cookie), &engagement, "stop"))).await;
+    let answers = join_all((0..50).map(|_| app.stop_rtms(Some(&cookie), &engagement))).await;
     for (code, body) in &answers {
         assert_eq!(*code, StatusCode::OK, "{body}");
         assert_eq!(body["ok"], true);
@@ -69,7 +69,7 @@ async fn a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fix
         json!({ "expire_tokens": true, "revoke_refresh_tokens": true }),
     )
     .await;
-    let (code, body) = control(app, Some(&cookie), &engagement, "start").await;
+    let (code, body) = app.start_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["needsAuth"], true);
     assert!(
@@ -79,7 +79,7 @@ async fn a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fix
             .contains("re-authorize"),
         "{body}"
     );
-    let st = status(app, Some(&cookie)).await;
+    let st = app.auth_status(Some(&cookie)).await;
     assert_eq!(st["authenticated"], false);
     assert_eq!(st["needsAuth"], true);
     let metrics = app.metrics_text().await;
@@ -104,13 +104,13 @@ async fn a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fix
 
     // A dead token is not tried again and again.
     let refreshes = refresh_grants(app);
-    let (code, _) = control(app, Some(&cookie), &engagement, "start").await;
+    let (code, _) = app.start_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!(refresh_grants(app), refreshes);
 
     let cookie = install(app, None).await;
-    assert_eq!(status(app, Some(&cookie)).await["authenticated"], true);
-    let (code, body) = control(app, Some(&cookie), &engagement, "start").await;
+    assert_eq!(app.auth_status(Some(&cookie)).await["authenticated"], true);
+    let (code, body) = app.start_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     rig.app.shutdown().await;
 }
@@ -146,7 +146,7 @@ async fn a_refresh_token_rotated_elsewhere_needs_auth_without_touching_the_token
     assert_eq!(resp.status(), StatusCode::OK);
     fault(app, json!({ "expire_tokens": true })).await;
 
-    let (code, body) = control(app, Some(&cookie), &engagement, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["needsAuth"], true);
     let after = app
@@ -174,25 +174,19 @@ async fn two_accounts_each_use_their_own_token() {
     let ea = new_engagement(&app, None).await;
     let eb = new_engagement(&app, Some(&b.user_id)).await;
 
-    let st_a = status(&app, Some(&cookie_a)).await;
-    let st_b = status(&app, Some(&cookie_b)).await;
+    let st_a = app.auth_status(Some(&cookie_a)).await;
+    let st_b = app.auth_status(Some(&cookie_b)).await;
     assert_eq!(st_a["accountId"], a.account_id.as_str());
     assert_eq!(st_b["accountId"], b.account_id.as_str());
 
     // The simulator knows an engagement only to its own account's token.
-    assert_eq!(
-        control(&app, Some(&cookie_a), &ea, "stop").await.0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        control(&app, Some(&cookie_b), &eb, "stop").await.0,
-        StatusCode::OK
-    );
-    let (code, body) = control(&app, Some(&cookie_a), &eb, "stop").await;
+    assert_eq!(app.stop_rtms(Some(&cookie_a), &ea).await.0, StatusCode::OK);
+    assert_eq!(app.stop_rtms(Some(&cookie_b), &eb).await.0, StatusCode::OK);
+    let (code, body) = app.stop_rtms(Some(&cookie_a), &eb).await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
     assert!(body["error"].as_str().unwrap_or("").contains(&eb), "{body}");
     assert_eq!(
-        control(&app, Some(&cookie_b), &ea, "stop").await.0,
+        app.stop_rtms(Some(&cookie_b), &ea).await.0,
         StatusCode::NOT_FOUND
     );
 
@@ -203,13 +197,10 @@ async fn two_accounts_each_use_their_own_token() {
         .put_raw_tokens(&a.account_id, &a.user_id, b"garbage".to_vec())
         .await
         .expect("corrupt A");
-    let (code, body) = control(&app, Some(&cookie_a), &ea, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie_a), &ea).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!(body["needsAuth"], true);
-    assert_eq!(
-        control(&app, Some(&cookie_b), &eb, "stop").await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.stop_rtms(Some(&cookie_b), &eb).await.0, StatusCode::OK);
     app.shutdown().await;
 }
 
@@ -230,14 +221,14 @@ async fn bad_control_requests_get_a_400_with_a_reason() {
             "characters",
         ),
     ] {
-        let (code, reply) = control_raw(&app, Some(&cookie), body.to_vec()).await;
+        let (code, reply) = app.control_raw(Some(&cookie), body.to_vec()).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{reply}");
         assert!(
             reply["error"].as_str().unwrap_or("").contains(needle),
             "{reply} lacks {needle}"
         );
     }
-    let (code, _) = control_raw(&app, Some(&cookie), vec![b' '; 64 * 1024]).await;
+    let (code, _) = app.control_raw(Some(&cookie), vec![b' '; 64 * 1024]).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
     app.shutdown().await;
 }
@@ -246,7 +237,7 @@ async fn bad_control_requests_get_a_400_with_a_reason() {
 async fn zoom_errors_become_clear_answers() {
     let app = TestApp::spawn().await;
     // No session in Zoom mode: the page must run inside Zoom.
-    let (code, body) = control(&app, None, "E1", "start").await;
+    let (code, body) = app.start_rtms(None, "E1").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert!(
         body["error"].as_str().unwrap_or("").contains("inside Zoom"),
@@ -254,12 +245,12 @@ async fn zoom_errors_become_clear_answers() {
     );
 
     let cookie = install(&app, None).await;
-    let (code, body) = control(&app, Some(&cookie), "NO_SUCH_ENGAGEMENT", "start").await;
+    let (code, body) = app.start_rtms(Some(&cookie), "NO_SUCH_ENGAGEMENT").await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
 
     let ended = new_engagement(&app, None).await;
     app.sim.end_engagement(&ended).await.expect("end");
-    let (code, body) = control(&app, Some(&cookie), &ended, "start").await;
+    let (code, body) = app.start_rtms(Some(&cookie), &ended).await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
     assert!(
         body["error"]
@@ -271,10 +262,10 @@ async fn zoom_errors_become_clear_answers() {
 
     let live = new_engagement(&app, None).await;
     fault(&app, json!({ "fail_rest": { "count": 1, "status": 500 } })).await;
-    let (code, body) = control(&app, Some(&cookie), &live, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &live).await;
     assert_eq!(code, StatusCode::BAD_GATEWAY, "{body}");
     fault(&app, json!({ "fail_rest": { "count": 1, "status": 429 } })).await;
-    let (code, _) = control(&app, Some(&cookie), &live, "stop").await;
+    let (code, _) = app.stop_rtms(Some(&cookie), &live).await;
     assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
     // A failing token endpoint during a refresh is transient: no needs-auth.
     fault(
@@ -282,10 +273,10 @@ async fn zoom_errors_become_clear_answers() {
         json!({ "expire_tokens": true, "fail_token": { "count": 1, "status": 503 } }),
     )
     .await;
-    let (code, body) = control(&app, Some(&cookie), &live, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &live).await;
     assert_eq!(code, StatusCode::BAD_GATEWAY, "{body}");
     assert_ne!(body["needsAuth"], true);
-    let (code, body) = control(&app, Some(&cookie), &live, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &live).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     app.shutdown().await;
 }
@@ -358,7 +349,7 @@ async fn a_token_about_to_expire_is_refreshed_before_the_call() {
     store.update_tokens(&record).await.expect("update");
 
     let rejected_before = rest_calls(&app, 401);
-    let (code, body) = control(&app, Some(&cookie), &engagement, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(refresh_grants(&app), 1, "refreshed ahead of expiry");
     assert_eq!(

@@ -22,19 +22,12 @@ async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
         .await;
     assert_eq!(resp.status(), 200);
     eventually("the engagement is active", || async {
-        let v = app.get_json("/api/engagement/active").await;
+        let v = app.active().await;
         (v["engagementId"] == "E-forever").then_some(())
     })
     .await;
     let lines = eventually("the engagement is closed with a status line", || async {
-        let v = app
-            .get_json("/api/webhooks/events?engagement_id=E-forever")
-            .await;
-        let lines: Vec<String> = v["events"]
-            .as_array()?
-            .iter()
-            .filter_map(|e| e["message"].as_str().map(str::to_owned))
-            .collect();
+        let lines = app.status_messages(Some("E-forever")).await;
         lines
             .iter()
             .any(|m| m.starts_with("Engagement closed: no end reported"))
@@ -45,7 +38,7 @@ async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
         lines.contains(&"Engagement started".to_owned()),
         "{lines:?}"
     );
-    let v = app.get_json("/api/engagement/active").await;
+    let v = app.active().await;
     assert_eq!(v["active"], false, "{v}");
     app.shutdown().await;
 }

@@ -212,6 +212,74 @@ impl TestApp {
         resp.text().await.expect("body")
     }
 
+    /// `GET /health` (anyone).
+    pub async fn health(&self) -> Value {
+        self.get_json("/health").await
+    }
+
+    /// `GET /ready` (anyone), expecting 200.
+    pub async fn ready(&self) -> Value {
+        self.get_json("/ready").await
+    }
+
+    /// `GET /api/engagement/active` as the operator.
+    pub async fn active(&self) -> Value {
+        self.get_json("/api/engagement/active").await
+    }
+
+    /// The engagement ids in the operator's `/api/engagement/active` list.
+    pub async fn active_ids(&self) -> Vec<String> {
+        self.active().await["engagements"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|e| e["engagement_id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `GET /api/webhooks/events` (the status lines, newest first) as the
+    /// operator: every line, or one engagement's.
+    pub async fn status_events(&self, engagement_id: Option<&str>) -> Value {
+        match engagement_id {
+            Some(id) => {
+                self.get_json(&format!("/api/webhooks/events?engagement_id={id}"))
+                    .await
+            }
+            None => self.get_json("/api/webhooks/events").await,
+        }
+    }
+
+    /// The messages of [`TestApp::status_events`], newest first.
+    pub async fn status_messages(&self, engagement_id: Option<&str>) -> Vec<String> {
+        messages(&self.status_events(engagement_id).await)
+    }
+
+    /// `GET /api/stats` as the operator.
+    pub async fn stats(&self) -> Value {
+        self.get_json("/api/stats").await
+    }
+
+    /// `GET /api/recordings?engagement_id=…` as the operator.
+    pub async fn recordings(&self, engagement_id: &str) -> reqwest::Response {
+        self.operator
+            .get(self.url(&format!("/api/recordings?engagement_id={engagement_id}")))
+            .send()
+            .await
+            .expect("GET /api/recordings")
+    }
+
+    /// `GET /api/recordings/{engagement_id}/{file}` as the operator, by the
+    /// `url` a listing gave.
+    pub async fn recording_file(&self, url: &str) -> reqwest::Response {
+        self.operator
+            .get(self.url(url))
+            .send()
+            .await
+            .expect("GET a recording")
+    }
+
     /// POST a webhook body signed as Zoom signs it, timestamp now.
     pub async fn post_webhook(&self, event: &Value) -> reqwest::Response {
         let body = serde_json::to_vec(event).expect("json");
@@ -252,6 +320,17 @@ impl TestApp {
             req = req.bearer_auth(&self.admin_token);
         }
         Sse::open_with(req).await
+    }
+
+    /// Open the SSE feed as the browser holding `cookie` (the session
+    /// cookie's `name=value`).
+    pub async fn events_as(&self, cookie: &str) -> Sse {
+        Sse::open_with(
+            streaming_client()
+                .get(self.url("/api/events"))
+                .header(reqwest::header::COOKIE, cookie),
+        )
+        .await
     }
 
     /// Stop the app (and the simulator) and wait for both to finish.
@@ -298,4 +377,16 @@ pub fn operator_client(token: &str) -> reqwest::Client {
         .default_headers(headers)
         .build()
         .expect("client")
+}
+
+/// The `message`s of a `/api/webhooks/events` answer, in its order.
+pub fn messages(events: &Value) -> Vec<String> {
+    events["events"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e["message"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

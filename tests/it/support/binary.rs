@@ -10,8 +10,8 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use zoom_sim::{SimConfig, SimHandle, Simulator};
 
+use super::ends::Ends;
 use super::redis::RedisServer;
-use super::rig::Ends;
 use super::{WAIT, init};
 
 /// The binaries' `ADMIN_TOKEN` (for `/api/stats`).
@@ -83,21 +83,14 @@ impl Ends for Binary<'_> {
         &self.sim.handle
     }
     async fn engagement_known(&self, engagement_id: &str) -> bool {
-        let Ok(resp) = self
-            .http()
-            .get(self.url("/api/engagement/active"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
+        self.operator_json("/api/engagement/active")
             .await
-        else {
-            return false;
-        };
-        resp.json::<Value>().await.is_ok_and(|v| {
-            v["engagements"].as_array().is_some_and(|list| {
-                list.iter()
-                    .any(|e| e["engagement_id"].as_str() == Some(engagement_id))
+            .is_some_and(|v| {
+                v["engagements"].as_array().is_some_and(|list| {
+                    list.iter()
+                        .any(|e| e["engagement_id"].as_str() == Some(engagement_id))
+                })
             })
-        })
     }
 }
 
@@ -189,6 +182,25 @@ impl<'a> Binary<'a> {
         let base = format!("http://{addr}");
         sim.handle.set_app_url(url::Url::parse(&base).expect("url"));
         Binary { sim, child, base }
+    }
+
+    /// GET `path` as the operator (`OPERATOR_TOKEN`): the JSON body, None
+    /// when the request or the body failed.
+    pub async fn operator_json(&self, path: &str) -> Option<Value> {
+        self.http()
+            .get(self.url(path))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    /// `GET /api/stats` as the operator.
+    pub async fn stats(&self) -> Option<Value> {
+        self.operator_json("/api/stats").await
     }
 
     /// SIGKILL: no shutdown, no flush, nothing.

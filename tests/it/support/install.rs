@@ -1,16 +1,15 @@
 //! The browser's side of the OAuth install, done by hand (every redirect
-//! followed explicitly, the session cookie carried along), and the calls a
-//! signed-in browser makes (`/api/auth/status`, the control route), against
-//! anything that is `Ends`: an in-process `TestApp` or the real binary. Also
-//! the simulator's fault switch and counters as these tests read them.
+//! followed explicitly, the session cookie carried along), against anything
+//! that is `Ends`: an in-process `TestApp` or the real binary. Also the
+//! simulator's fault switch and counters as these tests read them.
 
 #![allow(dead_code)]
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use serde_json::{Value, json};
+use reqwest::header::{LOCATION, SET_COOKIE};
+use serde_json::Value;
 
-pub use super::rig::{Ends, new_engagement};
+pub use super::ends::{Ends, new_engagement};
 
 fn location(resp: &reqwest::Response) -> String {
     assert!(
@@ -74,7 +73,7 @@ pub async fn begin_install(app: &impl Ends) -> url::Url {
 /// `GET /api/auth/install` → Zoom's authorize URL and the nonce cookie
 /// (`name=value`) that ties its `state` to this browser.
 pub async fn begin_install_in(app: &impl Ends) -> (url::Url, String) {
-    let resp = get(app, "/api/auth/install", None).await;
+    let resp = app.get_as("/api/auth/install", None).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "install redirects");
     let authorize = url::Url::parse(&location(&resp)).expect("authorize URL");
     assert!(authorize.as_str().starts_with(app.sim_base()));
@@ -114,7 +113,7 @@ pub async fn land(app: &impl Ends, callback: &str) -> Landing {
 
 /// The browser arrives at the app's callback carrying `cookie`.
 pub async fn land_in(app: &impl Ends, callback: &str, cookie: Option<&str>) -> Landing {
-    let resp = get(app, callback, cookie).await;
+    let resp = app.get_as(callback, cookie).await;
     Landing {
         location: location(&resp),
         cookie: session_cookie(&resp),
@@ -151,55 +150,6 @@ pub fn redirect_uri(app: &impl Ends) -> String {
         .port()
         .expect("port");
     format!("http://localhost:{port}/api/auth/callback")
-}
-
-/// GET on the app with an optional session cookie, no redirects followed.
-pub async fn get(app: &impl Ends, path: &str, cookie: Option<&str>) -> reqwest::Response {
-    let mut req = app.http().get(app.url(path));
-    if let Some(c) = cookie {
-        req = req.header(COOKIE, c);
-    }
-    req.send().await.expect("GET")
-}
-
-pub async fn status(app: &impl Ends, cookie: Option<&str>) -> Value {
-    let resp = get(app, "/api/auth/status", cookie).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.expect("status json")
-}
-
-pub async fn control(
-    app: &impl Ends,
-    cookie: Option<&str>,
-    engagement_id: &str,
-    action: &str,
-) -> (StatusCode, Value) {
-    control_raw(
-        app,
-        cookie,
-        json!({ "engagementId": engagement_id, "action": action })
-            .to_string()
-            .into_bytes(),
-    )
-    .await
-}
-
-pub async fn control_raw(
-    app: &impl Ends,
-    cookie: Option<&str>,
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
-    let mut req = app
-        .http()
-        .post(app.url("/api/zoom/rtms/control"))
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(c) = cookie {
-        req = req.header(COOKIE, c);
-    }
-    let resp = req.send().await.expect("control");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// `POST /sim/faults`.

@@ -6,8 +6,9 @@
 //! - `sse`: the live feed's reader;
 //! - `rig`: an app on either store, a second instance on the same Redis, the
 //!   `Ends` seam shared with the real binary;
-//! - `install`: the browser's side of the OAuth install and of the control
-//!   route, done by hand;
+//! - `ends`: an app (in-process or the binary) as a browser calls it, one
+//!   method per route;
+//! - `install`: the browser's side of the OAuth install, done by hand;
 //! - `binary`: the real `zcc-rtms` binary and a simulator beside it;
 //! - `store`: a bare store on either backend;
 //! - `redis`: a real `redis-server`, on a unix socket or TLS-only;
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub mod app;
 pub mod binary;
 pub mod browser;
+pub mod ends;
 pub mod fixtures;
 pub mod install;
 pub mod redis;

@@ -1,8 +1,7 @@
-//! The app under test as the multi-instance tests see it: `Rig` (an app and
-//! the simulator on either store), a second instance on the same simulator
-//! and Redis, and `Ends`, what the browser-side helpers need of an app (an
-//! in-process `TestApp` or the real binary). Also the simulator's counters
-//! (`stat`) and `new_engagement`, which waits until the app knows it.
+//! Apps under test beyond one `TestApp`: `Rig` (an app and the simulator on
+//! either store), a second instance on the same simulator and Redis, and
+//! what the multi-instance tests read of them (another instance's status
+//! lines, whether fan-out is up, the simulator's counters via `stat`).
 
 #![allow(dead_code)]
 
@@ -16,63 +15,6 @@ use super::{Kind, Options, TestApp, eventually};
 tokio::task_local! {
     /// `Options::tweak` is a plain `fn`: the Redis URL reaches it this way.
     static REDIS_URL: String;
-}
-
-/// What the browser-side helpers need of an app under test: an in-process
-/// `TestApp` or a spawned binary.
-pub trait Ends {
-    /// `http://127.0.0.1:PORT` of the app.
-    fn base(&self) -> &str;
-    fn sim_base(&self) -> &str;
-    /// Trusts the simulator's CA; follows no redirects.
-    fn http(&self) -> &reqwest::Client;
-    fn client_id(&self) -> &str;
-    fn sim(&self) -> &zoom_sim::SimHandle;
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base(), path)
-    }
-    /// Whether the app has recorded the engagement (its webhook was handled).
-    async fn engagement_known(&self, engagement_id: &str) -> bool;
-}
-
-impl Ends for TestApp {
-    fn base(&self) -> &str {
-        &self.base
-    }
-    fn sim_base(&self) -> &str {
-        &self.sim_base
-    }
-    fn http(&self) -> &reqwest::Client {
-        &self.state.http
-    }
-    fn client_id(&self) -> &str {
-        &self.sim_cfg.client_id
-    }
-    fn sim(&self) -> &zoom_sim::SimHandle {
-        &self.sim
-    }
-    async fn engagement_known(&self, engagement_id: &str) -> bool {
-        matches!(
-            self.state.store.load_engagement(engagement_id).await,
-            Ok(Some(_))
-        )
-    }
-}
-
-/// A new engagement assigned to `user` (the simulator's default user when
-/// None), returned once the app has recorded it: control is only for the
-/// engagement's own agent, which the app learns from `engagement_started`.
-pub async fn new_engagement(app: &impl Ends, user: Option<&str>) -> String {
-    let id = match user {
-        Some(u) => app.sim().create_engagement_for(u).await,
-        None => app.sim().create_engagement().await,
-    }
-    .expect("engagement");
-    eventually("the app records the engagement", || async {
-        app.engagement_known(&id).await.then_some(())
-    })
-    .await;
-    id
 }
 
 /// A `TestApp` (app in Zoom mode + simulator) on the given store.
