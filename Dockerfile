@@ -10,17 +10,20 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 
 # Dependencies first, in their own layer: a source change does not rebuild them.
+# The workspace has two members, the app (here) and the simulator (sim/).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY sim/Cargo.toml ./sim/
+RUN mkdir src sim/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
+ && touch src/lib.rs sim/src/lib.rs \
  && cargo build --release --locked --bin zcc-rtms \
- && rm -rf src
+ && rm -rf src sim/src
 
 COPY src ./src
+COPY sim/src ./sim/src
 COPY assets ./assets
-# Cargo skips a rebuild of files older than the stand-in built above.
-RUN touch src/main.rs src/lib.rs \
+# Cargo skips a rebuild of files older than the stand-ins built above.
+RUN touch src/main.rs src/lib.rs sim/src/lib.rs \
  && cargo build --release --locked --bin zcc-rtms \
  && install -D target/release/zcc-rtms /out/zcc-rtms \
  && mkdir -p /out/data

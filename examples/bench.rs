@@ -633,7 +633,7 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     let certs = if args.tls {
-        Some(zcc_rtms::sim::make_certs(addr.ip())?)
+        Some(zoom_sim::make_certs(addr.ip())?)
     } else {
         None
     };

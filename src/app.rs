@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
+use zoom_sim::Simulator;
 
 use crate::config::{Config, Mode};
 use crate::demo;
@@ -19,7 +20,6 @@ use crate::engagements::Engagements;
 use crate::inbox::Inbox;
 use crate::rtms::RtmsManager;
 use crate::rtms::SessionDeps;
-use crate::sim::{SimConfig, Simulator};
 use crate::state::AppState;
 use crate::status::StatusBus;
 use crate::store::{Backend, Store};
@@ -36,7 +36,7 @@ impl App {
     /// Bind the listener and assemble everything; nothing runs yet.
     pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         let sim = match config.mode {
-            Mode::Demo { .. } => Some(start_demo_simulator(&mut config).await?),
+            Mode::Demo { .. } => Some(demo::start_simulator(&mut config).await?),
             Mode::Zoom => None,
         };
         let listener = TcpListener::bind(config.listen)
@@ -131,6 +131,7 @@ impl App {
             http,
             cancel,
             tracker,
+            demo_user: sim.as_ref().map(|_| demo::DemoUser::default()),
         };
         if let Some(sim) = &sim {
             let local = Url::parse(&format!("http://127.0.0.1:{}", addr.port()))?;
@@ -210,24 +211,16 @@ impl App {
         }
 
         let sim_base = sim.as_ref().map(|s| s.base_url().to_string());
-        if let Some(sim) = sim {
-            let handle = sim.handle();
-            let sim_cancel = cancel.clone();
-            tracker.spawn(async move {
-                if let Err(e) = sim
-                    .run_until_stopped(async move { sim_cancel.cancelled().await })
-                    .await
-                {
-                    tracing::error!(error = ?e, "simulator stopped");
-                }
-            });
-            // The simulator is serving now (its listener was bound in build).
-            if let Err(e) = crate::zoom::demo::auto_install(&state, &handle).await {
-                tracing::error!(error = ?e, "demo: installing the app on the simulator failed");
-            }
-            if let Mode::Demo { manual: false } = state.config.mode {
-                tracker.spawn(demo::drive(handle, state.clone()));
-            }
+        if let (Some(sim), Some(user)) = (sim, &state.demo_user) {
+            let inputs = demo::Inputs {
+                zoom: state.zoom.clone(),
+                http: state.http.clone(),
+                bus: state.bus.clone(),
+                user: user.clone(),
+                manual: matches!(state.config.mode, Mode::Demo { manual: true }),
+                cancel: cancel.clone(),
+            };
+            demo::run(sim, inputs, &tracker).await;
         }
 
         let public = state
@@ -332,27 +325,6 @@ async fn close_stale_engagements(
             }
         }
     }
-}
-
-/// Demo mode: start the simulator with generated credentials and point the
-/// config at it.
-async fn start_demo_simulator(config: &mut Config) -> anyhow::Result<Simulator> {
-    let sim_cfg = SimConfig::generated();
-    config.zoom.client_id = sim_cfg.client_id.clone();
-    config.zoom.client_secret = sim_cfg.client_secret.clone();
-    config.zoom.secret_token = sim_cfg.secret_token.clone();
-    let sim = Simulator::build(sim_cfg)
-        .await
-        .context("starting the demo simulator")?;
-    config.zoom.host = sim.base_url().clone();
-    config.zoom.api_url = sim.base_url().join("v2")?;
-    config.zoom.ca_cert = sim.ca_cert_path().map(Into::into);
-    // The page loads the simulator's stand-in for the Zoom Apps SDK (the real
-    // one only works inside Zoom), unless a URL was chosen explicitly.
-    if config.apps_sdk_url.as_str() == crate::config::DEFAULT_APPS_SDK_URL {
-        config.apps_sdk_url = sim.base_url().join("sim/appssdk.js")?;
-    }
-    Ok(sim)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

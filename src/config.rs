@@ -1,9 +1,10 @@
 //! Configuration: command-line flags, environment and `.env`, turned into one
 //! typed, validated [`Config`].
 //!
-//! This is the only module that reads the environment. Every value is checked
-//! at start-up; a missing or malformed one yields a [`ConfigError`] naming the
-//! variable. Secrets are wrapped in [`Secret`] and never printed.
+//! This is the only module of the app that reads the environment (the
+//! `simulate` subcommand's flags are the simulator's own,
+//! `zoom_sim::SimulateArgs`). Every value is checked at start-up; a missing or
+//! malformed one yields a [`ConfigError`] naming the variable. Secrets are wrapped in [`Secret`] and never printed.
 //!
 //! Mode: with none of `ZOOM_APP_CLIENT_ID`, `ZOOM_APP_CLIENT_SECRET`,
 //! `ZOOM_SECRET_TOKEN` set the app runs in demo mode against the built-in
@@ -46,7 +47,7 @@ pub enum Command {
     /// Run the app (the default).
     Serve(ServeArgs),
     /// Run the Zoom simulator on its own.
-    Simulate(SimulateArgs),
+    Simulate(zoom_sim::SimulateArgs),
     /// Check the configuration and what it points at, then exit.
     Doctor(ServeArgs),
     /// Ask the app running on this host for `GET /health`; exit 0 when it
@@ -75,7 +76,7 @@ impl HealthcheckArgs {
     }
 }
 
-/// Zoom app credentials, shared by the app and the simulator.
+/// The Zoom app credentials the app runs with.
 #[derive(Clone, Args, Default)]
 pub struct CredentialArgs {
     /// OAuth client id of the Zoom app.
@@ -207,32 +208,6 @@ pub struct ServeArgs {
     pub recordings_dir: Option<PathBuf>,
     #[arg(long, env = "RECORDINGS_RETENTION_DAYS")]
     pub recordings_retention_days: Option<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct SimulateArgs {
-    #[command(flatten)]
-    pub credentials: CredentialArgs,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
-    /// Base URL of the app that receives webhooks.
-    #[arg(long)]
-    pub app_url: Option<Url>,
-    /// Serve https/wss with a self-signed certificate made at start.
-    #[arg(long)]
-    pub tls: bool,
-    /// Keep-alive period of the RTMS sockets, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    pub keepalive_ms: u64,
-    /// Serve Zoom's Apps SDK at /sim/appssdk.js instead of the stand-in: the
-    /// CommonJS build of the npm package @zoom/appssdk (dist/sdk.module.js).
-    #[arg(long)]
-    pub apps_sdk: Option<std::path::PathBuf>,
-    /// Do not buffer audio before a stream's first consumer connects (Zoom
-    /// replays up to 60 s of it by default).
-    #[arg(long)]
-    pub no_buffer_data: bool,
 }
 
 /// `Some("***")` for a set secret, so `Debug` output shows presence only.

@@ -439,9 +439,9 @@ mod tests {
 
     #[tokio::test]
     async fn vectors_from_the_simulator_decrypt_and_its_tampered_ones_do_not() {
-        let cfg = crate::sim::SimConfig::generated();
+        let cfg = zoom_sim::SimConfig::generated();
         let (id, secret) = (cfg.client_id.clone(), cfg.client_secret.expose().to_owned());
-        let sim = crate::sim::Simulator::build(cfg).await.expect("simulator");
+        let sim = zoom_sim::Simulator::build(cfg).await.expect("simulator");
         let handle = sim.handle();
         let user = handle.default_user().user_id;
         let now = crate::time::now_ms();
@@ -449,7 +449,7 @@ mod tests {
             let token = handle.app_context(&user);
             let ctx = verify(&token, &id, &secret, now).expect("a simulator context");
             assert_eq!(ctx.user_id(), user);
-            let tampered = crate::sim::client::tamper(&token);
+            let tampered = zoom_sim::client::tamper(&token);
             assert_eq!(
                 verify(&tampered, &id, &secret, now),
                 Err(ContextError::Decrypt)
@@ -459,6 +459,13 @@ mod tests {
                 Err(ContextError::Expired)
             );
         }
+    }
+
+    #[test]
+    fn the_simulators_web_client_tampering_makes_the_doc_vector_undecryptable() {
+        let t = zoom_sim::client::tamper(DOC_TOKEN);
+        let err = decrypt(&t, DOC_SECRET).expect_err("tampered");
+        assert_eq!(err, ContextError::Decrypt);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! engagement's real-time media stream (RTMS) and shows it live.
 //!
 //! The binary is thin; everything lives here so tests, the simulator and demo
-//! mode run the same code. See `docs/architecture.md` for the flows and
+//! mode run the same code. The Zoom simulator is a crate of its own
+//! (`zoom_sim`, in `sim/`) that this one depends on. See `docs/architecture.md` for the flows and
 //! who owns what.
 
 pub mod access;
@@ -21,7 +22,6 @@ pub mod metrics;
 pub mod recording;
 pub mod rtms;
 pub mod secret;
-pub mod sim;
 pub mod sink;
 pub mod state;
 pub mod status;

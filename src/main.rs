@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use zcc_rtms::config::{Cli, Command, Config, ServeArgs, SimulateArgs};
+use zcc_rtms::config::{Cli, Command, Config, ServeArgs};
 use zcc_rtms::{App, shutdown_signal, telemetry, tls};
 
 fn main() -> ExitCode {
@@ -45,9 +45,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_signal()).await
 }
 
-async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+async fn simulate(args: zoom_sim::SimulateArgs) -> anyhow::Result<()> {
     telemetry::init(zcc_rtms::config::LogFormat::Pretty);
-    zcc_rtms::sim::run_cli(args, shutdown_signal()).await
+    zoom_sim::run_cli(args, shutdown_signal()).await
 }
 
 async fn healthcheck(args: zcc_rtms::config::HealthcheckArgs) -> anyhow::Result<()> {

@@ -40,4 +40,6 @@ pub struct AppState {
     pub edge: crate::http::edge::Edge,
     /// What `GET /metrics` exposes beyond the counters kept elsewhere.
     pub metrics: crate::metrics::Metrics,
+    /// Demo mode only: who a request without a session acts as.
+    pub demo_user: Option<crate::demo::DemoUser>,
 }

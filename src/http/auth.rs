@@ -88,8 +88,8 @@ pub fn caller_of(state: &AppState, session: &MaybeSession) -> CallerOf {
             user_id: Some(s.user_id.clone()),
         });
     }
-    if state.config.is_demo() {
-        return match state.zoom.default_caller() {
+    if let Some(user) = &state.demo_user {
+        return match user.caller() {
             Some(c) => CallerOf::Demo(c),
             None => CallerOf::DemoPending,
         };

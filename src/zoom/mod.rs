@@ -14,7 +14,6 @@
 //!
 //! Every HTTP call has a timeout (the client's, and [`CALL_TIMEOUT`] per request).
 
-pub mod demo;
 pub mod oauth;
 mod unsaved;
 
@@ -209,8 +208,6 @@ struct Inner {
     instance_id: String,
     /// One refresh mutex per account user (by opaque id).
     refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Demo mode: who a request without a session acts as.
-    default_caller: Mutex<Option<Caller>>,
     counters: ZoomCounters,
     /// Rotated pairs the store has not taken yet.
     unsaved: unsaved::Unsaved,
@@ -225,7 +222,6 @@ impl ZoomClient {
                 store,
                 instance_id: crate::util::random_hex(8),
                 refresh_locks: Mutex::default(),
-                default_caller: Mutex::default(),
                 counters: ZoomCounters::default(),
                 unsaved: unsaved::Unsaved::default(),
             }),
@@ -242,22 +238,6 @@ impl ZoomClient {
 
     pub fn counters(&self) -> &ZoomCounters {
         &self.inner.counters
-    }
-
-    pub fn default_caller(&self) -> Option<Caller> {
-        self.inner
-            .default_caller
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn set_default_caller(&self, caller: Caller) {
-        *self
-            .inner
-            .default_caller
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(caller);
     }
 
     /// The Zoom authorize URL (web flow). `extra` adds parameters (the

@@ -8,10 +8,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use zcc_rtms::access::routes::{ROUTES, Who};
 
-use crate::auth_harness::*;
-use crate::control::second_instance_with;
-use crate::helpers::{Sse, SseEvent, SseRead, TestApp, WAIT, streaming_client};
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::install::*;
+use crate::support::rig::Rig;
+use crate::support::rig::second_instance_with;
+use crate::support::{Sse, SseEvent, SseRead, TestApp, WAIT, streaming_client};
 
 /// A concrete path for a route template.
 fn concrete(path: &str) -> String {
@@ -238,7 +239,7 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
         c.access.supervisor_user_ids = vec![listed_id]
     })
     .await;
-    crate::control::fanout_connected(app, &other).await;
+    crate::support::rig::fanout_connected(app, &other).await;
 
     let cookie = |name: &str| {
         people
@@ -285,7 +286,7 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
 
     // Each agent starts their own stream (control on their own engagement).
     for (who, engagement) in [("a1", &e_a1), ("a2", &e_a2), ("b1", &e_b1)] {
-        let (code, body) = control(app, Some(&cookie(who)), engagement, "start").await;
+        let (code, body) = app.start_rtms(Some(&cookie(who)), engagement).await;
         assert_eq!(code, StatusCode::OK, "{who}: {body}");
     }
     let readers: Vec<_> = early
@@ -395,7 +396,7 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
     assert_eq!(on_first["engagements"], json!([]));
 
     // The operator sees all three; a wrong token sees nothing.
-    let all_active = app.get_json("/api/engagement/active").await;
+    let all_active = app.active().await;
     assert_eq!(all_active["engagements"].as_array().map(Vec::len), Some(3));
     let wrong = reqwest::Client::new()
         .get(app.url("/api/engagement/active"))
@@ -405,5 +406,5 @@ async fn nobody_receives_anything_of_an_engagement_that_is_not_theirs() {
         .expect("GET");
     assert_eq!(wrong.status(), 401);
 
-    crate::control::stop_both(rig, stop_other, other_task).await;
+    crate::support::rig::stop_both(rig, stop_other, other_task).await;
 }

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::auth_harness::*;
-use crate::helpers::{Options, Sse, SseRead, TestApp, WAIT, eventually, streaming_client};
+use crate::support::install::*;
+use crate::support::{Options, Sse, SseRead, TestApp, WAIT, eventually, streaming_client};
 
 fn rest_total(app: &TestApp) -> u64 {
     app.sim.stats()["rest_calls"]
@@ -29,9 +29,9 @@ async fn control_on_someone_elses_engagement_is_refused_and_nothing_reaches_zoom
     let anns = new_engagement(&app, None).await;
 
     let before = rest_total(&app);
-    let (code, body) = control(&app, Some(&bob_cookie), &anns, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&bob_cookie), &anns).await;
     assert_eq!(code, StatusCode::NOT_FOUND, "another agent: {body}");
-    let (code, body) = control(&app, Some(&boss_cookie), &anns, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&boss_cookie), &anns).await;
     assert_eq!(
         code,
         StatusCode::FORBIDDEN,
@@ -41,7 +41,7 @@ async fn control_on_someone_elses_engagement_is_refused_and_nothing_reaches_zoom
         body["error"].as_str().unwrap_or("").contains("agent"),
         "{body}"
     );
-    let (code, body) = control(&app, Some(&bob_cookie), "NOT-AN-ENGAGEMENT", "stop").await;
+    let (code, body) = app.stop_rtms(Some(&bob_cookie), "NOT-AN-ENGAGEMENT").await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
     let operator = app
         .operator
@@ -57,7 +57,7 @@ async fn control_on_someone_elses_engagement_is_refused_and_nothing_reaches_zoom
     );
     assert_eq!(rest_total(&app), before, "the simulator saw no REST call");
 
-    let (code, body) = control(&app, Some(&ann_cookie), &anns, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&ann_cookie), &anns).await;
     assert_eq!(code, StatusCode::OK, "her own: {body}");
     assert_eq!(rest_total(&app), before + 1);
     app.shutdown().await;
@@ -68,7 +68,7 @@ async fn cross_site_control_is_refused_and_the_stream_keeps_running() {
     let app = TestApp::spawn().await;
     let cookie = install(&app, None).await;
     let engagement = new_engagement(&app, None).await;
-    let (code, body) = control(&app, Some(&cookie), &engagement, "start").await;
+    let (code, body) = app.start_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let mut feed = app.events(Some(&engagement)).await;
     feed.wait_for_status("Received 50 audio chunks").await;
@@ -196,7 +196,7 @@ async fn a_callback_with_another_browsers_state_or_none_leaves_the_browser_signe
             .is_some()
     );
     // An in-client exchange with a state from another browser is refused.
-    let resp = get(&app, "/api/auth/challenge", None).await;
+    let resp = app.get_as("/api/auth/challenge", None).await;
     let state = resp.json::<Value>().await.expect("json")["state"].clone();
     let resp = app
         .state
@@ -220,12 +220,7 @@ async fn a_lagging_feed_gets_a_filtered_snapshot_and_nothing_twice() {
     let cookie = install(&app, None).await;
     let mine = new_engagement(&app, None).await;
     let theirs = new_engagement(&app, Some(&bob.user_id)).await;
-    let mut feed = Sse::open_with(
-        streaming_client()
-            .get(app.url("/api/events"))
-            .header("cookie", &cookie),
-    )
-    .await;
+    let mut feed = app.events_as(&cookie).await;
     let first = feed.next().await.expect("snapshot");
     assert_eq!(first.event, "snapshot");
 
@@ -250,7 +245,7 @@ async fn a_lagging_feed_gets_a_filtered_snapshot_and_nothing_twice() {
             });
         }
     }
-    let no_foreign = |ev: &crate::helpers::SseEvent| {
+    let no_foreign = |ev: &crate::support::SseEvent| {
         let raw = ev.data.to_string();
         assert!(
             !raw.contains(&theirs) && !raw.contains("secret"),
@@ -332,9 +327,9 @@ async fn anonymous_writes_beyond_the_rate_limit_get_429_with_retry_after() {
     })
     .await;
     for _ in 0..3 {
-        assert_eq!(get(&app, "/api/auth/challenge", None).await.status(), 200);
+        assert_eq!(app.get_as("/api/auth/challenge", None).await.status(), 200);
     }
-    let refused = get(&app, "/api/auth/install", None).await;
+    let refused = app.get_as("/api/auth/install", None).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     let wait: u64 = refused.headers()["retry-after"]
         .to_str()

@@ -5,8 +5,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::auth_harness::*;
-use crate::helpers::{TestApp, eventually, on_both_stores};
+use crate::support::install::*;
+use crate::support::rig::Rig;
+use crate::support::{TestApp, eventually, on_both_stores};
 
 on_both_stores!(
     full_web_install_authenticates_the_account,
@@ -15,7 +16,7 @@ on_both_stores!(
 
 async fn full_web_install_authenticates_the_account(rig: Rig) {
     let app = &rig.app;
-    let before = status(app, None).await;
+    let before = app.auth_status(None).await;
     assert_eq!(before["authenticated"], false);
     assert_eq!(before["needsContext"], true, "{before}");
     assert_eq!(before["mode"], "zoom");
@@ -37,7 +38,7 @@ async fn full_web_install_authenticates_the_account(rig: Rig) {
     let cookie = landing.cookie.expect("signed in");
 
     let user = app.sim.default_user();
-    let after = status(app, Some(&cookie)).await;
+    let after = app.auth_status(Some(&cookie)).await;
     assert_eq!(after["authenticated"], true, "{after}");
     assert_eq!(after["needsAuth"], false);
     assert_eq!(after["accountId"], user.account_id.as_str());
@@ -178,7 +179,7 @@ async fn callbacks_without_a_code_or_with_a_zoom_error_land_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_client_oauth_exchanges_the_code_with_the_stored_verifier_once() {
     let app = TestApp::spawn().await;
-    let resp = get(&app, "/api/auth/challenge", None).await;
+    let resp = app.get_as("/api/auth/challenge", None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let nonce = cookie_named(&resp, "zcc_oauth=").expect("the challenge ties its state");
     let ch: Value = resp.json().await.expect("json");
@@ -255,7 +256,7 @@ async fn in_client_oauth_exchanges_the_code_with_the_stored_verifier_once() {
         let resp = exchange(bad.clone()).await.expect("exchange");
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
-    let bad_method = get(&app, "/api/auth/challenge?method=md5", None).await;
+    let bad_method = app.get_as("/api/auth/challenge?method=md5", None).await;
     assert_eq!(bad_method.status(), StatusCode::BAD_REQUEST);
     app.shutdown().await;
 }
@@ -264,7 +265,7 @@ async fn in_client_oauth_exchanges_the_code_with_the_stored_verifier_once() {
 async fn demo_mode_installs_itself_on_the_simulator_with_a_real_oauth_flow() {
     let app = TestApp::spawn_demo().await;
     let st = eventually("the demo install", || async {
-        let st = status(&app, None).await;
+        let st = app.auth_status(None).await;
         (st["authenticated"] == true).then_some(st)
     })
     .await;

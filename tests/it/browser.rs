@@ -5,8 +5,8 @@
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::browser_driver::{Browser, UI_WAIT};
-use crate::helpers::{Options, TestApp};
+use crate::support::browser::{Browser, UI_WAIT};
+use crate::support::{Options, TestApp};
 
 /// Side panel of the Zoom client (the host page frames the app at 400 px).
 const PANEL: (u32, u32) = (1100, 900);
@@ -18,7 +18,7 @@ async fn spawn() -> TestApp {
     TestApp::spawn_with(Options {
         // The browser must trust the simulator's origin for the SDK script.
         tls: false,
-        apps_sdk: Some(crate::appssdk::commonjs_build().await.to_owned()),
+        apps_sdk: Some(crate::support::sdks::commonjs_build().await.to_owned()),
         ..Options::default()
     })
     .await
@@ -177,7 +177,7 @@ async fn a_tampered_app_context_is_refused_and_the_page_says_so() {
 async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
     let app = TestApp::spawn_with(Options {
         tls: false,
-        apps_sdk: Some(crate::appssdk::commonjs_build().await.to_owned()),
+        apps_sdk: Some(crate::support::sdks::commonjs_build().await.to_owned()),
         // The SDK cannot be loaded (404): the page must not care.
         tweak: |args| {
             let sim = args.zoom_host.clone().unwrap_or_default();
@@ -208,7 +208,7 @@ async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
     let started = app
         .post_webhook(&json!({
             "event": "contact_center.engagement_started",
-            "event_ts": crate::helpers::now_secs() * 1000,
+            "event_ts": crate::support::now_secs() * 1000,
             "payload": {
                 "account_id": agent.account_id,
                 "object": {"engagement_id": engagement, "user_id": agent.user_id},
@@ -235,7 +235,7 @@ async fn outside_zoom_without_the_sdk_the_page_follows_webhook_engagements() {
     let ended = app
         .post_webhook(&json!({
             "event": "contact_center.engagement_ended",
-            "event_ts": crate::helpers::now_secs() * 1000 + 1,
+            "event_ts": crate::support::now_secs() * 1000 + 1,
             "payload": {"account_id": agent.account_id, "object": {"engagement_id": engagement}},
         }))
         .await;
@@ -419,8 +419,8 @@ async fn outside_zoom_the_wide_live_view_follows_a_stream_started_from_webhooks(
     // Recording on: the page lists the call's recordings.
     let app = TestApp::spawn_with(Options {
         tls: false,
-        apps_sdk: Some(crate::appssdk::commonjs_build().await.to_owned()),
-        tweak: crate::recording::with_recordings,
+        apps_sdk: Some(crate::support::sdks::commonjs_build().await.to_owned()),
+        tweak: crate::support::app::with_recordings,
         ..Options::default()
     })
     .await;

@@ -4,9 +4,9 @@
 use std::process::Output;
 
 use tokio::process::Command;
-use zcc_rtms::sim::{SimConfig, Simulator};
+use zoom_sim::{SimConfig, Simulator};
 
-use crate::helpers::{WAIT, init};
+use crate::support::{WAIT, init};
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().expect("dir");

@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 
 use zcc_rtms::http::session::{self, SessionData};
 
-use crate::helpers::TestApp;
+use crate::support::TestApp;
+use crate::support::ends::Ends as _;
 
 const HOUR_MS: i64 = 3_600_000;
 
 fn now_ms() -> i64 {
-    crate::helpers::now_secs() * 1000
+    crate::support::now_secs() * 1000
 }
 
 /// Encrypt `claims` as Zoom does (docs/zoom-platform.md §2.2), base64url.
@@ -299,7 +300,7 @@ async fn the_simulators_tampered_context_is_refused() {
     let app = TestApp::spawn().await;
     let user = app.sim.default_user();
     app.sim
-        .apply_faults(zcc_rtms::sim::FaultRequest {
+        .apply_faults(zoom_sim::FaultRequest {
             tamper_next_app_context: Some(true),
             ..Default::default()
         })
@@ -326,7 +327,7 @@ async fn the_simulators_tampered_context_is_refused() {
 async fn a_context_in_a_browser_that_never_installed_finds_the_users_account() {
     let app = TestApp::spawn().await;
     // The agent installed the app elsewhere (the system browser).
-    let _elsewhere = crate::auth_harness::install(&app, None).await;
+    let _elsewhere = crate::support::install::install(&app, None).await;
     let user = app.sim.default_user();
     // Zoom's webview: no cookie, only the app context.
     let resp = get_context(&app, &token_for(&app, &user.user_id), None).await;
@@ -335,9 +336,8 @@ async fn a_context_in_a_browser_that_never_installed_finds_the_users_account() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["accountId"], user.account_id.as_str());
     let pair = cookie.split(';').next().expect("pair").to_owned();
-    let engagement = crate::auth_harness::new_engagement(&app, None).await;
-    let (status, answer) =
-        crate::auth_harness::control(&app, Some(&pair), &engagement, "start").await;
+    let engagement = crate::support::install::new_engagement(&app, None).await;
+    let (status, answer) = app.start_rtms(Some(&pair), &engagement).await;
     assert_eq!(status, 200, "{answer}");
     app.shutdown().await;
 }
@@ -357,8 +357,8 @@ async fn active_engagements_are_the_callers_own_once_the_browser_has_a_session()
         .create_engagement_for(&bob.user_id)
         .await
         .expect("bob's");
-    crate::helpers::eventually("both engagements tracked", || async {
-        let v = app.get_json("/api/engagement/active").await;
+    crate::support::eventually("both engagements tracked", || async {
+        let v = app.active().await;
         (v["engagements"].as_array().map(Vec::len) == Some(2)).then_some(())
     })
     .await;
@@ -367,12 +367,8 @@ async fn active_engagements_are_the_callers_own_once_the_browser_has_a_session()
     let cookie = set_cookie(&resp).expect("session");
     let pair = cookie.split(';').next().expect("pair");
     let mine: Value = app
-        .client
-        .get(app.url("/api/engagement/active"))
-        .header("cookie", pair)
-        .send()
+        .get_as("/api/engagement/active", Some(pair))
         .await
-        .expect("GET")
         .json()
         .await
         .expect("json");

@@ -8,12 +8,12 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zcc_rtms::config::{CredentialArgs, ServeArgs};
-use zcc_rtms::{App, Config};
 
-use crate::auth_harness::*;
-use crate::helpers::{TestApp, on_both_stores};
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::install::*;
+use crate::support::rig::Rig;
+use crate::support::rig::second_instance;
+use crate::support::{TestApp, on_both_stores};
 
 on_both_stores!(
     workers = 4;
@@ -26,14 +26,14 @@ async fn fifty_concurrent_control_calls_with_an_expired_token_make_exactly_one_r
     let app = &rig.app;
     let cookie = install(app, None).await;
     let engagement = new_engagement(app, None).await;
-    let (code, _) = control(app, Some(&cookie), &engagement, "stop").await;
+    let (code, _) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK);
 
     fault(app, json!({ "expire_tokens": true })).await;
     let refreshes_before = refresh_grants(app);
     let ok_before = rest_calls(app, 204);
     let rejected_before = rest_calls(app, 401);
-    let answers = join_all((0..50).map(|_| control(app, Some(&cookie), &engagement, "stop"))).await;
+    let answers = join_all((0..50).map(|_| app.stop_rtms(Some(&cookie), &engagement))).await;
     for (code, body) in &answers {
         assert_eq!(*code, StatusCode::OK, "{body}");
         assert_eq!(body["ok"], true);
@@ -69,7 +69,7 @@ async fn a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fix
         json!({ "expire_tokens": true, "revoke_refresh_tokens": true }),
     )
     .await;
-    let (code, body) = control(app, Some(&cookie), &engagement, "start").await;
+    let (code, body) = app.start_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["needsAuth"], true);
     assert!(
@@ -79,7 +79,7 @@ async fn a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fix
             .contains("re-authorize"),
         "{body}"
     );
-    let st = status(app, Some(&cookie)).await;
+    let st = app.auth_status(Some(&cookie)).await;
     assert_eq!(st["authenticated"], false);
     assert_eq!(st["needsAuth"], true);
     let metrics = app.metrics_text().await;
@@ -104,13 +104,13 @@ async fn a_revoked_refresh_token_needs_auth_keeps_the_tokens_and_a_reinstall_fix
 
     // A dead token is not tried again and again.
     let refreshes = refresh_grants(app);
-    let (code, _) = control(app, Some(&cookie), &engagement, "start").await;
+    let (code, _) = app.start_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!(refresh_grants(app), refreshes);
 
     let cookie = install(app, None).await;
-    assert_eq!(status(app, Some(&cookie)).await["authenticated"], true);
-    let (code, body) = control(app, Some(&cookie), &engagement, "start").await;
+    assert_eq!(app.auth_status(Some(&cookie)).await["authenticated"], true);
+    let (code, body) = app.start_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     rig.app.shutdown().await;
 }
@@ -146,7 +146,7 @@ async fn a_refresh_token_rotated_elsewhere_needs_auth_without_touching_the_token
     assert_eq!(resp.status(), StatusCode::OK);
     fault(app, json!({ "expire_tokens": true })).await;
 
-    let (code, body) = control(app, Some(&cookie), &engagement, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["needsAuth"], true);
     let after = app
@@ -174,25 +174,19 @@ async fn two_accounts_each_use_their_own_token() {
     let ea = new_engagement(&app, None).await;
     let eb = new_engagement(&app, Some(&b.user_id)).await;
 
-    let st_a = status(&app, Some(&cookie_a)).await;
-    let st_b = status(&app, Some(&cookie_b)).await;
+    let st_a = app.auth_status(Some(&cookie_a)).await;
+    let st_b = app.auth_status(Some(&cookie_b)).await;
     assert_eq!(st_a["accountId"], a.account_id.as_str());
     assert_eq!(st_b["accountId"], b.account_id.as_str());
 
     // The simulator knows an engagement only to its own account's token.
-    assert_eq!(
-        control(&app, Some(&cookie_a), &ea, "stop").await.0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        control(&app, Some(&cookie_b), &eb, "stop").await.0,
-        StatusCode::OK
-    );
-    let (code, body) = control(&app, Some(&cookie_a), &eb, "stop").await;
+    assert_eq!(app.stop_rtms(Some(&cookie_a), &ea).await.0, StatusCode::OK);
+    assert_eq!(app.stop_rtms(Some(&cookie_b), &eb).await.0, StatusCode::OK);
+    let (code, body) = app.stop_rtms(Some(&cookie_a), &eb).await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
     assert!(body["error"].as_str().unwrap_or("").contains(&eb), "{body}");
     assert_eq!(
-        control(&app, Some(&cookie_b), &ea, "stop").await.0,
+        app.stop_rtms(Some(&cookie_b), &ea).await.0,
         StatusCode::NOT_FOUND
     );
 
@@ -203,13 +197,10 @@ async fn two_accounts_each_use_their_own_token() {
         .put_raw_tokens(&a.account_id, &a.user_id, b"garbage".to_vec())
         .await
         .expect("corrupt A");
-    let (code, body) = control(&app, Some(&cookie_a), &ea, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie_a), &ea).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!(body["needsAuth"], true);
-    assert_eq!(
-        control(&app, Some(&cookie_b), &eb, "stop").await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.stop_rtms(Some(&cookie_b), &eb).await.0, StatusCode::OK);
     app.shutdown().await;
 }
 
@@ -230,14 +221,14 @@ async fn bad_control_requests_get_a_400_with_a_reason() {
             "characters",
         ),
     ] {
-        let (code, reply) = control_raw(&app, Some(&cookie), body.to_vec()).await;
+        let (code, reply) = app.control_raw(Some(&cookie), body.to_vec()).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{reply}");
         assert!(
             reply["error"].as_str().unwrap_or("").contains(needle),
             "{reply} lacks {needle}"
         );
     }
-    let (code, _) = control_raw(&app, Some(&cookie), vec![b' '; 64 * 1024]).await;
+    let (code, _) = app.control_raw(Some(&cookie), vec![b' '; 64 * 1024]).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
     app.shutdown().await;
 }
@@ -246,7 +237,7 @@ async fn bad_control_requests_get_a_400_with_a_reason() {
 async fn zoom_errors_become_clear_answers() {
     let app = TestApp::spawn().await;
     // No session in Zoom mode: the page must run inside Zoom.
-    let (code, body) = control(&app, None, "E1", "start").await;
+    let (code, body) = app.start_rtms(None, "E1").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert!(
         body["error"].as_str().unwrap_or("").contains("inside Zoom"),
@@ -254,12 +245,12 @@ async fn zoom_errors_become_clear_answers() {
     );
 
     let cookie = install(&app, None).await;
-    let (code, body) = control(&app, Some(&cookie), "NO_SUCH_ENGAGEMENT", "start").await;
+    let (code, body) = app.start_rtms(Some(&cookie), "NO_SUCH_ENGAGEMENT").await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
 
     let ended = new_engagement(&app, None).await;
     app.sim.end_engagement(&ended).await.expect("end");
-    let (code, body) = control(&app, Some(&cookie), &ended, "start").await;
+    let (code, body) = app.start_rtms(Some(&cookie), &ended).await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
     assert!(
         body["error"]
@@ -271,10 +262,10 @@ async fn zoom_errors_become_clear_answers() {
 
     let live = new_engagement(&app, None).await;
     fault(&app, json!({ "fail_rest": { "count": 1, "status": 500 } })).await;
-    let (code, body) = control(&app, Some(&cookie), &live, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &live).await;
     assert_eq!(code, StatusCode::BAD_GATEWAY, "{body}");
     fault(&app, json!({ "fail_rest": { "count": 1, "status": 429 } })).await;
-    let (code, _) = control(&app, Some(&cookie), &live, "stop").await;
+    let (code, _) = app.stop_rtms(Some(&cookie), &live).await;
     assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
     // A failing token endpoint during a refresh is transient: no needs-auth.
     fault(
@@ -282,117 +273,12 @@ async fn zoom_errors_become_clear_answers() {
         json!({ "expire_tokens": true, "fail_token": { "count": 1, "status": 503 } }),
     )
     .await;
-    let (code, body) = control(&app, Some(&cookie), &live, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &live).await;
     assert_eq!(code, StatusCode::BAD_GATEWAY, "{body}");
     assert_ne!(body["needsAuth"], true);
-    let (code, body) = control(&app, Some(&cookie), &live, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &live).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     app.shutdown().await;
-}
-
-/// A second app instance on the same simulator and Redis as `rig`.
-pub(crate) async fn second_instance(
-    rig: &Rig,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    second_instance_with(rig, |_| {}).await
-}
-
-/// Stop the second instance, then the rig's app.
-pub(crate) async fn stop_both(
-    rig: Rig,
-    stop_other: tokio::sync::oneshot::Sender<()>,
-    other_task: tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let _ = stop_other.send(());
-    other_task
-        .await
-        .expect("join")
-        .expect("second instance ran");
-    rig.app.shutdown().await;
-}
-
-/// The operator's view of `base`'s status lines (newest first).
-pub(crate) async fn status_lines(app: &TestApp, base: &str, query: &str) -> Vec<String> {
-    let v: Value = app
-        .operator
-        .get(format!("{base}/api/webhooks/events{query}"))
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json");
-    v["events"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|e| e["message"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Wait until the instance at `other` hears `app`'s status bus (its
-/// fan-out subscription is up).
-pub(crate) async fn fanout_connected(app: &TestApp, other: &str) {
-    let mut n = 0;
-    crate::helpers::eventually("fan-out connected", || {
-        n += 1;
-        app.state
-            .bus
-            .status(None, zcc_rtms::status::Level::Info, format!("probe {n}"));
-        async move {
-            status_lines(app, other, "")
-                .await
-                .iter()
-                .any(|m| m.starts_with("probe"))
-                .then_some(())
-        }
-    })
-    .await;
-}
-
-/// A second instance like [`second_instance`], its config changed by `tweak`.
-pub(crate) async fn second_instance_with(
-    rig: &Rig,
-    tweak: impl FnOnce(&mut Config),
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let app = &rig.app;
-    let cfg = &app.state.config;
-    let args = ServeArgs {
-        credentials: CredentialArgs {
-            client_id: Some(app.sim_cfg.client_id.clone()),
-            client_secret: Some(app.sim_cfg.client_secret.expose().to_owned()),
-            secret_token: Some(app.sim_cfg.secret_token.expose().to_owned()),
-        },
-        port: Some("0".into()),
-        bind: Some("127.0.0.1".into()),
-        zoom_host: Some(app.sim_base.clone()),
-        zoom_api_url: Some(format!("{}/v2", app.sim_base)),
-        zoom_ca_cert: cfg.zoom.ca_cert.clone(),
-        session_secret: Some(cfg.session_secret.expose().to_owned()),
-        token_encryption_key: Some("00".repeat(32)),
-        redis_url: Some(rig.redis.as_ref().expect("redis").url()),
-        ..ServeArgs::default()
-    };
-    let mut config = Config::from_args(&args).expect("config");
-    // Same key and operator token as the first instance (generated for it).
-    config.token_encryption_key = cfg.token_encryption_key.clone();
-    config.access = cfg.access.clone();
-    tweak(&mut config);
-    let second = App::build(config).await.expect("second instance");
-    let base = format!("http://127.0.0.1:{}", second.local_addr().port());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(second.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    (base, tx, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -463,7 +349,7 @@ async fn a_token_about_to_expire_is_refreshed_before_the_call() {
     store.update_tokens(&record).await.expect("update");
 
     let rejected_before = rest_calls(&app, 401);
-    let (code, body) = control(&app, Some(&cookie), &engagement, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(refresh_grants(&app), 1, "refreshed ahead of expiry");
     assert_eq!(

@@ -4,9 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::auth_harness::*;
-use crate::helpers::{TestApp, eventually, now_secs};
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::install::*;
+use crate::support::rig::Rig;
+use crate::support::{TestApp, eventually, now_secs};
 
 async fn deauthorize(app: &TestApp, account_id: &str, user_id: &str, ts_ms: i64) -> u16 {
     app.post_webhook(&json!({
@@ -78,7 +79,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
     }
     let (leaver_ended, stayer_ended) = (ended[0].clone(), ended[1].clone());
     assert_eq!(
-        status(app, Some(&leaver_cookie)).await["authenticated"],
+        app.auth_status(Some(&leaver_cookie)).await["authenticated"],
         true
     );
 
@@ -90,7 +91,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
     .expect("json");
     let ts = now_secs().to_string();
     let forged = app
-        .post_webhook_raw(&body, &ts, &crate::helpers::sign("guess", &ts, &body))
+        .post_webhook_raw(&body, &ts, &crate::support::sign("guess", &ts, &body))
         .await;
     assert_eq!(forged.status(), 401);
 
@@ -126,13 +127,13 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
         .await
         .expect("read");
     assert!(indexed.is_empty(), "{indexed:?}");
-    let st = status(app, Some(&leaver_cookie)).await;
+    let st = app.auth_status(Some(&leaver_cookie)).await;
     assert_eq!(
         st["authenticated"], false,
         "the old session no longer resolves: {st}"
     );
     let signed_in_only = |cookie: String| async move {
-        get(app, "/api/engagement/active", Some(&cookie))
+        app.get_as("/api/engagement/active", Some(&cookie))
             .await
             .status()
             .as_u16()
@@ -144,9 +145,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
     );
     assert_eq!(signed_in_only(stayer_cookie.clone()).await, 200);
     for call in [&leaver_call, &leaver_ended] {
-        let lines = app
-            .get_json(&format!("/api/webhooks/events?engagement_id={call}"))
-            .await;
+        let lines = app.status_events(Some(call)).await;
         let about_it = lines["events"]
             .as_array()
             .expect("events")
@@ -166,11 +165,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
     );
     assert!(engagement_known(app, &stayer_call).await);
     assert!(engagement_known(app, &stayer_ended).await);
-    let stayer_history = app
-        .get_json(&format!(
-            "/api/webhooks/events?engagement_id={stayer_ended}"
-        ))
-        .await;
+    let stayer_history = app.status_events(Some(&stayer_ended)).await;
     assert!(
         stayer_history["events"]
             .as_array()
@@ -180,7 +175,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
         "the other user's ended engagement keeps its history: {stayer_history}"
     );
     assert_eq!(
-        status(app, Some(&stayer_cookie)).await["authenticated"],
+        app.auth_status(Some(&stayer_cookie)).await["authenticated"],
         true
     );
 
@@ -196,7 +191,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
         200
     );
     let line = eventually("operators see it", || async {
-        let v: Value = app.get_json("/api/webhooks/events").await;
+        let v: Value = app.status_events(None).await;
         let lines: Vec<String> = v["events"]
             .as_array()?
             .iter()
@@ -211,7 +206,7 @@ async fn removing_the_app_deletes_that_users_data_only(kind: Kind) {
     assert!(engagement_known(app, &stayer_ended).await);
     // Installing again works, with a fresh session.
     let again = install(app, None).await;
-    assert_eq!(status(app, Some(&again)).await["authenticated"], true);
+    assert_eq!(app.auth_status(Some(&again)).await["authenticated"], true);
     rig.app.shutdown().await;
 }
 

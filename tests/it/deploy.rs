@@ -12,7 +12,7 @@ use tokio::process::Command;
 use yaml_rust2::{Yaml, YamlLoader};
 use zcc_rtms::config::{Cli, DEFAULT_PORT};
 
-use crate::helpers::{TestApp, WAIT};
+use crate::support::{TestApp, WAIT};
 
 fn read(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
@@ -207,6 +207,58 @@ fn the_image_and_compose_use_the_default_port_health_path_and_a_data_volume() {
         redis.windows(2).any(|w| w == ["--appendonly", "yes"]),
         "Redis with AOF on: {redis:?}"
     );
+}
+
+/// The workspace members other than the app itself (`members = [...]` of the
+/// root manifest).
+fn other_workspace_members() -> Vec<String> {
+    let manifest = read("Cargo.toml");
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members = ["))
+        .expect("a [workspace] members line");
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|m| *m != ".")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_image_build_copies_every_workspace_member() {
+    let members = other_workspace_members();
+    assert!(members.iter().any(|m| m == "sim"), "{members:?}");
+    let copies: Vec<String> = dockerfile_instructions()
+        .into_iter()
+        .filter(|(k, _)| k == "COPY")
+        .map(|(_, v)| v)
+        .collect();
+    let runs = read("Dockerfile");
+    let ignore = read(".dockerignore");
+    for m in &members {
+        for (what, dest) in [
+            ("Cargo.toml", format!("./{m}/")),
+            ("src", format!("./{m}/src")),
+        ] {
+            let want = format!("{m}/{what} {dest}");
+            assert!(
+                copies.contains(&want),
+                "Dockerfile lacks COPY {want}: {copies:?}"
+            );
+        }
+        // The dependency layer builds with a stand-in for each member's lib.
+        assert!(
+            runs.contains(&format!("{m}/src/lib.rs")),
+            "no stand-in for {m}"
+        );
+        for keep in [format!("!{m}/Cargo.toml"), format!("!{m}/src/")] {
+            assert!(
+                ignore.lines().any(|l| l.trim() == keep),
+                ".dockerignore does not let {keep} through"
+            );
+        }
+    }
 }
 
 async fn healthcheck(port: u16) -> std::process::Output {

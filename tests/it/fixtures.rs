@@ -2,39 +2,11 @@
 //! message decodes into the right typed message, and every message the app
 //! sends has the fixture's keys and is accepted by the simulator's parser.
 
-use std::path::Path;
-
 use serde_json::Value;
 use zcc_rtms::rtms::protocol::{self as app, Incoming};
-use zcc_rtms::sim::protocol::{self as sim, ClientMsg};
+use zoom_sim::protocol::{self as sim, ClientMsg};
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/rtms")
-        .join(format!("{name}.json"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn server_fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rtms");
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .expect("fixtures")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "json")
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("server_"))
-        })
-        .map(|p| {
-            (
-                p.file_stem().expect("stem").to_string_lossy().into_owned(),
-                std::fs::read(&p).expect("read"),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
+use crate::support::fixtures::{fixture, server_fixtures};
 
 #[test]
 fn every_server_fixture_decodes_into_its_typed_message() {

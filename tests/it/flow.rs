@@ -3,37 +3,21 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::helpers::{Options, SseRead, TestApp, WAIT, eventually};
-
-/// A counter from the simulator's stats, by JSON pointer (0 when absent).
-pub fn stat(app: &TestApp, pointer: &str) -> u64 {
-    app.sim
-        .stats()
-        .pointer(pointer)
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
-}
+use crate::support::rig::stat;
+use crate::support::{Options, SseRead, TestApp, WAIT, eventually};
 
 async fn start_engagement(app: &TestApp) -> String {
     let id = app.sim.create_engagement().await.expect("engagement");
     eventually("engagement tracked by the app", || async {
-        let v = app.get_json("/api/engagement/active").await;
-        v["engagements"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|e| e["engagement_id"] == id.as_str()))
-            .then_some(())
+        app.active_ids().await.contains(&id).then_some(())
     })
     .await;
     // Stored first, then announced on the bus (view, then status line).
     eventually("engagement announced", || async {
-        let v = app
-            .get_json(&format!("/api/webhooks/events?engagement_id={id}"))
-            .await;
-        v["events"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|e| e["message"] == "Engagement started"))
+        app.status_messages(Some(&id))
+            .await
+            .iter()
+            .any(|m| m == "Engagement started")
             .then_some(())
     })
     .await;
@@ -77,9 +61,7 @@ async fn full_flow_counts_frames_and_closes_sockets_on_stop() {
         (!app.state.rtms.is_running(&stream_id)).then_some(())
     })
     .await;
-    let lines = app
-        .get_json(&format!("/api/webhooks/events?engagement_id={id}"))
-        .await;
+    let lines = app.status_events(Some(&id)).await;
     let messages: Vec<&str> = lines["events"]
         .as_array()
         .expect("events")
@@ -136,7 +118,7 @@ async fn ending_the_engagement_stops_the_stream() {
         ev.event == "engagement" && ev.data["state"] == "ended"
     })
     .await;
-    let active = app.get_json("/api/engagement/active").await;
+    let active = app.active().await;
     assert_eq!(active["active"], false);
     app.shutdown().await;
 }
@@ -195,7 +177,7 @@ async fn shutdown_ends_sse_streams_and_closes_rtms_sockets() {
 #[tokio::test]
 async fn demo_mode_reaches_fifty_chunks_on_its_own() {
     let app = TestApp::spawn_demo().await;
-    let health = app.get_json("/health").await;
+    let health = app.health().await;
     assert_eq!(health["mode"], "demo");
     let mut feed = app.events(None).await;
     feed.wait_for_status("Starting RTMS connection").await;

@@ -13,7 +13,7 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use crate::helpers::{now_secs, sign};
+use crate::support::{now_secs, sign};
 
 const CASES: usize = 100_000;
 const SECRET: &str = "fuzz-webhook-secret";
@@ -136,7 +136,7 @@ fn case(rng: &mut StdRng) -> (Vec<u8>, Option<String>, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_generated_webhooks_get_an_answer_with_a_reason_and_only_accepted_ones_are_stored()
  {
-    crate::helpers::init();
+    crate::support::init();
     let dir = tempfile::tempdir().expect("tempdir");
     let args = zcc_rtms::config::ServeArgs {
         credentials: zcc_rtms::config::CredentialArgs {

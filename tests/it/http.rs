@@ -1,6 +1,6 @@
 //! Security headers, health, the page and the seed-compatible lists.
 
-use crate::helpers::TestApp;
+use crate::support::TestApp;
 
 fn assert_security_headers(resp: &reqwest::Response, sdk_origin: &str) {
     let h = resp.headers();
@@ -64,10 +64,10 @@ async fn page_and_api_responses_carry_the_security_headers() {
 #[tokio::test]
 async fn health_reports_mode_and_unknown_routes_get_json_404() {
     let app = TestApp::spawn().await;
-    let health = app.get_json("/health").await;
+    let health = app.health().await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["mode"], "zoom");
-    let ready = app.get_json("/ready").await;
+    let ready = app.ready().await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["store"], "embedded");
     let missing = app.get("/api/nope").await;
@@ -85,9 +85,9 @@ async fn health_reports_mode_and_unknown_routes_get_json_404() {
 #[tokio::test]
 async fn seed_lists_start_empty_in_their_shapes() {
     let app = TestApp::spawn().await;
-    let events = app.get_json("/api/webhooks/events").await;
+    let events = app.status_events(None).await;
     assert!(events["events"].as_array().expect("array").is_empty());
-    let active = app.get_json("/api/engagement/active").await;
+    let active = app.active().await;
     assert_eq!(active["active"], false);
     assert!(active["engagementId"].is_null());
     app.shutdown().await;

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::auth_crash::{Binary, OPERATOR_TOKEN, Secrets, Sim, StoreAt};
-use crate::helpers::{WAIT, eventually, now_secs, sign};
-use crate::redis_server::RedisServer;
+use crate::support::binary::{Binary, Secrets, Sim, StoreAt};
+use crate::support::redis::RedisServer;
+use crate::support::{WAIT, eventually, now_secs, sign};
 
 /// A signed `engagement_started` for `id`, as Zoom sends it.
 pub(crate) fn started_body(id: &str) -> Vec<u8> {
@@ -51,21 +51,9 @@ async fn burst(sim: &Sim, bases: &[String], ids: &[String], concurrency: usize) 
     assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
 }
 
-/// GET `url` as the operator; the JSON body, if any.
-async fn operator_json(http: &reqwest::Client, url: String) -> Option<Value> {
-    http.get(url)
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
-}
-
-/// The active engagement ids `base` lists (to the operator: all of them).
-pub(crate) async fn active_ids(http: &reqwest::Client, base: &str) -> Option<HashSet<String>> {
-    let v = operator_json(http, format!("{base}/api/engagement/active")).await?;
+/// The active engagement ids `bin` lists (to the operator: all of them).
+async fn active_ids(bin: &Binary<'_>) -> Option<HashSet<String>> {
+    let v = bin.operator_json("/api/engagement/active").await?;
     Some(
         v["engagements"]
             .as_array()?
@@ -75,10 +63,10 @@ pub(crate) async fn active_ids(http: &reqwest::Client, base: &str) -> Option<Has
     )
 }
 
-async fn all_active(sim: &Sim, base: &str, ids: &[String]) {
+async fn all_active(bin: &Binary<'_>, ids: &[String]) {
     let want: HashSet<String> = ids.iter().cloned().collect();
     eventually("every stored webhook took effect", || async {
-        let got = active_ids(&sim.http, base).await?;
+        let got = active_ids(bin).await?;
         want.is_subset(&got).then_some(())
     })
     .await;
@@ -101,7 +89,7 @@ async fn webhooks_answered_200_before_a_kill_9_all_take_effect_after_restart_emb
     bin.kill9().await;
 
     let bin = Binary::spawn(&sim, &at, &secrets, dir.path()).await;
-    all_active(&sim, &bin.base, &ids).await;
+    all_active(&bin, &ids).await;
     bin.kill9().await;
 }
 
@@ -130,7 +118,7 @@ async fn webhooks_answered_200_before_a_kill_9_all_take_effect_after_restart_red
     println!("[redis] kill -9 after 200 answers: {left} stored, not yet applied");
 
     let bin = Binary::spawn_env(&sim, &at, &secrets, dir.path(), &env).await;
-    all_active(&sim, &bin.base, &ids).await;
+    all_active(&bin, &ids).await;
     bin.kill9().await;
 }
 
@@ -155,10 +143,8 @@ async fn pending_by_consumer(redis: &RedisServer) -> Vec<(String, usize)> {
     .unwrap_or_default()
 }
 
-async fn instance_name(sim: &Sim, base: &str) -> String {
-    let v = operator_json(&sim.http, format!("{base}/ready"))
-        .await
-        .expect("ready");
+async fn instance_name(bin: &Binary<'_>) -> String {
+    let v = bin.operator_json("/ready").await.expect("ready");
     v["instance"].as_str().expect("instance").to_owned()
 }
 
@@ -190,7 +176,7 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
     let a = Binary::spawn_env(&sim, &at, &secrets, dirs[0].path(), &env).await;
     let b = Binary::spawn_env(&sim, &at, &secrets, dirs[1].path(), &env).await;
     let victim = Binary::spawn_env(&sim, &at, &secrets, dirs[2].path(), &env).await;
-    let victim_name = instance_name(&sim, &victim.base).await;
+    let victim_name = instance_name(&victim).await;
     let bases = [a.base.clone(), b.base.clone(), victim.base.clone()];
 
     // Webhooks spread over the three; then more through the two survivors,
@@ -236,7 +222,7 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
     victim.kill9().await;
 
     let ids: Vec<String> = first.into_iter().chain(second).collect();
-    all_active(&sim, &a.base, &ids).await;
+    all_active(&a, &ids).await;
     eventually("the dead consumer's entries were taken over", || async {
         let pending = pending_by_consumer(&redis).await;
         pending
@@ -247,8 +233,10 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
     .await;
     // Each effect once: one "Engagement started" line per engagement.
     for id in ids.iter().step_by(10) {
-        let url = format!("{}/api/webhooks/events?engagement_id={id}", a.base);
-        let v = operator_json(&sim.http, url).await.expect("events");
+        let v = a
+            .operator_json(&format!("/api/webhooks/events?engagement_id={id}"))
+            .await
+            .expect("events");
         let starts = v["events"]
             .as_array()
             .expect("events")
@@ -276,8 +264,8 @@ async fn three_instances_share_the_inbox_and_a_killed_ones_pending_webhooks_are_
     };
     eventually("three streams, one consumer each", || async {
         let mut active = 0;
-        for base in [&a.base, &b.base] {
-            let v = operator_json(&sim.http, format!("{base}/api/stats")).await?;
+        for bin in [&a, &b] {
+            let v = bin.stats().await?;
             active += v["streams_active"].as_u64()?;
         }
         (active == 3 && stat("/signaling/open") == 3 && stat("/signaling/total") == 3).then_some(())
@@ -303,18 +291,18 @@ tokio::task_local! {
 async fn a_graceful_stop_leaves_unapplied_webhooks_for_the_next_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let at = (dir.path().join("data"), zcc_rtms::util::random_hex(32));
-    let opts = crate::helpers::Options {
+    let opts = crate::support::Options {
         tweak: |args| {
             let (data, key) = RESTART_AT.with(Clone::clone);
             args.data_dir = Some(data);
             args.token_encryption_key = Some(key);
         },
-        ..crate::helpers::Options::default()
+        ..crate::support::Options::default()
     };
     let first = RESTART_AT
         .scope(
             at.clone(),
-            crate::helpers::TestApp::spawn_with(opts.clone()),
+            crate::support::TestApp::spawn_with(opts.clone()),
         )
         .await;
     let ids = ids("STOP", 300);
@@ -335,16 +323,11 @@ async fn a_graceful_stop_leaves_unapplied_webhooks_for_the_next_start() {
         .expect("the stop finishes the entry in hand and ends");
 
     let second = RESTART_AT
-        .scope(at, crate::helpers::TestApp::spawn_with(opts))
+        .scope(at, crate::support::TestApp::spawn_with(opts))
         .await;
     let want: HashSet<String> = ids.iter().cloned().collect();
     eventually("every webhook answered 200 took effect", || async {
-        let v = second.get_json("/api/engagement/active").await;
-        let got: HashSet<String> = v["engagements"]
-            .as_array()?
-            .iter()
-            .filter_map(|e| e["engagement_id"].as_str().map(str::to_owned))
-            .collect();
+        let got: HashSet<String> = second.active_ids().await.into_iter().collect();
         want.is_subset(&got).then_some(())
     })
     .await;

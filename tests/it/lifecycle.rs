@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Options, TestApp, eventually, now_secs};
+use crate::support::{Options, TestApp, eventually, now_secs};
 
 #[tokio::test]
 async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
@@ -22,19 +22,12 @@ async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
         .await;
     assert_eq!(resp.status(), 200);
     eventually("the engagement is active", || async {
-        let v = app.get_json("/api/engagement/active").await;
+        let v = app.active().await;
         (v["engagementId"] == "E-forever").then_some(())
     })
     .await;
     let lines = eventually("the engagement is closed with a status line", || async {
-        let v = app
-            .get_json("/api/webhooks/events?engagement_id=E-forever")
-            .await;
-        let lines: Vec<String> = v["events"]
-            .as_array()?
-            .iter()
-            .filter_map(|e| e["message"].as_str().map(str::to_owned))
-            .collect();
+        let lines = app.status_messages(Some("E-forever")).await;
         lines
             .iter()
             .any(|m| m.starts_with("Engagement closed: no end reported"))
@@ -45,7 +38,7 @@ async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
         lines.contains(&"Engagement started".to_owned()),
         "{lines:?}"
     );
-    let v = app.get_json("/api/engagement/active").await;
+    let v = app.active().await;
     assert_eq!(v["active"], false, "{v}");
     app.shutdown().await;
 }
@@ -58,7 +51,7 @@ async fn instances_sharing_redis_close_a_stale_engagement_once() {
     use zcc_rtms::status::StatusBus;
     use zcc_rtms::store::{DEFAULT_PREFIX, Store};
 
-    let f = crate::store::Fixture::new(crate::store::Kind::Redis).await;
+    let f = crate::support::store::Fixture::new(crate::support::Kind::Redis).await;
     let other = Store::open(&f.backend, &f.key, DEFAULT_PREFIX)
         .await
         .expect("second instance's store");

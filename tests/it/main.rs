@@ -1,18 +1,15 @@
 //! Integration tests: the real app (and the real simulator) on port 0.
+//! Harnesses live in `support`; every other module holds tests only and
+//! imports from `support`, never from another test module.
 
-mod helpers;
-mod redis_server;
-mod redis_tls;
+mod support;
 
 mod access;
 mod access_edge;
-mod appssdk;
 mod auth;
 mod auth_crash;
-mod auth_harness;
 mod backlog;
 mod browser;
-mod browser_driver;
 mod cli;
 mod context;
 mod control;
@@ -27,13 +24,13 @@ mod lifecycle;
 mod metrics;
 mod ownership;
 mod recording;
+mod redis_tls;
 mod resilience;
 mod sim_buffer;
 mod sim_conformance;
 mod sim_fixtures;
 mod sim_http;
 mod sim_rtms;
-mod sim_support;
 mod sim_webhooks;
 mod sink;
 mod store;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use prometheus_parse::{Scrape, Value};
 
-use crate::auth_harness::new_engagement;
-use crate::helpers::{Options, TestApp, eventually};
-use crate::redis_server::RedisServer;
+use crate::support::install::new_engagement;
+use crate::support::redis::RedisServer;
+use crate::support::{Options, TestApp, eventually};
 
 /// Every line is a comment Prometheus knows or a sample; parsed with a
 /// Prometheus parser, every sample line yields a sample.
@@ -102,7 +102,7 @@ async fn metrics_are_for_the_operator_parse_as_prometheus_text_and_move_during_a
         .post(app.url("/api/webhooks/zoom"))
         .header(
             "x-zm-request-timestamp",
-            crate::helpers::now_secs().to_string(),
+            crate::support::now_secs().to_string(),
         )
         .header("x-zm-signature", "v0=00")
         .body(r#"{"event":"contact_center.engagement_started","payload":{}}"#)

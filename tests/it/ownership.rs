@@ -3,11 +3,11 @@
 
 use serde_json::json;
 
-use crate::auth_harness::Rig;
-use crate::control::{fanout_connected, second_instance, status_lines, stop_both};
-use crate::flow::stat;
-use crate::helpers::{eventually, now_secs, sign};
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::rig::Rig;
+use crate::support::rig::stat;
+use crate::support::rig::{fanout_connected, second_instance, status_lines, stop_both};
+use crate::support::{eventually, now_secs, sign};
 
 /// POST a signed `voice_rtms_started` (as Zoom's fail-over re-send) to
 /// `base`, repeated while it is answered 5xx (as Zoom retries).
@@ -120,8 +120,8 @@ async fn a_page_on_another_instance_sees_the_stream_live() {
     fanout_connected(app, &other).await;
 
     let id = app.sim.create_engagement().await.expect("engagement");
-    let mut feed = crate::helpers::Sse::open_with(
-        crate::helpers::streaming_client()
+    let mut feed = crate::support::Sse::open_with(
+        crate::support::streaming_client()
             .get(format!("{other}/api/events?engagement_id={id}"))
             .bearer_auth(&app.admin_token),
     )
@@ -155,16 +155,16 @@ tokio::task_local! {
 
 /// An instance on Redis with a 1.5 s stream lease.
 async fn short_lease_rig() -> Rig {
-    let redis = crate::redis_server::RedisServer::start().await;
-    let opts = crate::helpers::Options {
+    let redis = crate::support::redis::RedisServer::start().await;
+    let opts = crate::support::Options {
         tweak: |args| {
             args.redis_url = Some(OUTAGE_REDIS_URL.with(Clone::clone));
             args.rtms_lease_ttl_ms = Some("1500".into());
         },
-        ..crate::helpers::Options::default()
+        ..crate::support::Options::default()
     };
     let app = OUTAGE_REDIS_URL
-        .scope(redis.url(), crate::helpers::TestApp::spawn_with(opts))
+        .scope(redis.url(), crate::support::TestApp::spawn_with(opts))
         .await;
     Rig {
         app,

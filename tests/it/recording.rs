@@ -9,20 +9,16 @@ use std::sync::atomic::Ordering;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zcc_rtms::config::ServeArgs;
-use zcc_rtms::sim::audio::{FRAME_BYTES, FRAME_MS, expected_frame};
+use zoom_sim::audio::{FRAME_BYTES, FRAME_MS, expected_frame};
 
-use crate::auth_crash::{Binary, Secrets, Sim, StoreAt};
-use crate::auth_harness::*;
-use crate::helpers::{Options, TestApp, eventually};
+use crate::support::app::with_recordings;
+use crate::support::binary::{Binary, Secrets, Sim, StoreAt};
+use crate::support::install::*;
+use crate::support::{Options, TestApp, eventually};
 
 /// Audio each channel must have before a test looks at it: more than one
 /// speaking turn (2.5 s), so both parties' speech is in it.
 const ENOUGH_MS: u64 = 3_000;
-
-pub(crate) fn with_recordings(args: &mut ServeArgs) {
-    args.recordings_dir = args.data_dir.as_ref().map(|d| d.join("recordings"));
-}
 
 async fn spawn() -> TestApp {
     TestApp::spawn_with(Options {
@@ -39,11 +35,8 @@ fn recordings_dir(app: &TestApp) -> PathBuf {
 /// The operator's listing of an engagement's recordings.
 async fn listed(app: &TestApp, id: &str) -> Vec<Value> {
     let v = app
-        .operator
-        .get(app.url(&format!("/api/recordings?engagement_id={id}")))
-        .send()
+        .recordings(id)
         .await
-        .expect("list")
         .json::<Value>()
         .await
         .expect("json");
@@ -66,7 +59,7 @@ async fn both_channels_recorded(app: &TestApp, id: &str) -> Vec<Value> {
 /// Frames the simulator did not send: dropped (its queue to a slow reader
 /// was full) or skipped (its driver stalled, on a loaded machine). The app
 /// writes them as silence.
-fn sim_lost(sim: &zcc_rtms::sim::SimHandle) -> u64 {
+fn sim_lost(sim: &zoom_sim::SimHandle) -> u64 {
     let stats = sim.stats_snapshot();
     stats.frames_dropped + stats.frames_skipped
 }
@@ -139,12 +132,7 @@ async fn a_recording_holds_exactly_what_the_simulator_sent() {
     assert_eq!(list.len(), 2, "{list:?}");
     let mut frames = 0;
     for r in &list {
-        let resp = app
-            .operator
-            .get(app.url(r["url"].as_str().expect("url")))
-            .send()
-            .await
-            .expect("download");
+        let resp = app.recording_file(r["url"].as_str().expect("url")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], "audio/wav");
         let disposition = resp.headers()["content-disposition"]
@@ -248,7 +236,7 @@ async fn stream_revoked_deletes_the_recordings_as_the_stream_ends() {
     assert_eq!(wav_files(&dir).len(), 2);
     let at = std::time::Instant::now();
     app.sim
-        .stop_rtms_with(&id, zcc_rtms::sim::protocol::stop_reason::STREAM_REVOKED)
+        .stop_rtms_with(&id, zoom_sim::protocol::stop_reason::STREAM_REVOKED)
         .await
         .expect("revoke");
     // Deleted before the engine lets go of the stream: by the time it is
@@ -301,39 +289,36 @@ async fn only_those_who_may_see_the_engagement_get_its_recordings() {
     let list_url = format!("/api/recordings?engagement_id={id}");
 
     // The agent lists and downloads.
-    let mine = get(&app, &list_url, Some(&agent_cookie)).await;
+    let mine = app.get_as(&list_url, Some(&agent_cookie)).await;
     assert_eq!(mine.status(), StatusCode::OK);
     let v: Value = mine.json().await.expect("json");
     assert_eq!(v["recordings"].as_array().map(Vec::len), Some(2), "{v}");
-    let file = get(&app, &url, Some(&agent_cookie)).await;
+    let file = app.get_as(&url, Some(&agent_cookie)).await;
     assert_eq!(file.status(), StatusCode::OK);
     let wav = file.bytes().await.expect("body");
     hound::WavReader::new(std::io::Cursor::new(&wav[..])).expect("a WAV");
 
     // Another agent of the same account: it does not exist.
     for path in [list_url.as_str(), url.as_str()] {
-        let resp = get(&app, path, Some(&other_cookie)).await;
+        let resp = app.get_as(path, Some(&other_cookie)).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
         let body: Value = resp.json().await.expect("json reason");
         assert!(body["error"].is_string(), "{body}");
     }
     // Anonymous: sign in first.
     assert_eq!(
-        get(&app, &url, None).await.status(),
+        app.get_as(&url, None).await.status(),
         StatusCode::UNAUTHORIZED
     );
     // Names the recorder never makes are not files.
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     for bad in ["..%2F..%2Fetc%2Fpasswd", "1-1.txt", &enc("../1-1.wav")] {
-        let resp = get(
-            &app,
-            &format!("/api/recordings/{id}/{bad}"),
-            Some(&agent_cookie),
-        )
-        .await;
+        let resp = app
+            .get_as(&format!("/api/recordings/{id}/{bad}"), Some(&agent_cookie))
+            .await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{bad}");
     }
-    let missing = get(&app, "/api/recordings", Some(&agent_cookie)).await;
+    let missing = app.get_as("/api/recordings", Some(&agent_cookie)).await;
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
     app.shutdown().await;
 }

@@ -1,106 +1,17 @@
 //! `rediss://`: the app talks to a real `redis-server` listening with TLS
-//! only (`--port 0 --tls-port N`), whose certificate is signed by a CA this
-//! test makes; `REDIS_CA_CERT` names that CA. Without it (system roots) the
+//! only (`--port 0 --tls-port N`), whose certificate is signed by a CA the
+//! harness makes; `REDIS_CA_CERT` names that CA. Without it (system roots) the
 //! server is refused; plain `redis://` to the TLS port does not work. The
 //! downstream feed (`SINK_REDIS_URL`) connects the same way.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
-};
 use serde_json::json;
-use tokio::process::{Child, Command};
 use zcc_rtms::secret::Secret;
 use zcc_rtms::store::{Backend, DEFAULT_PREFIX, Store, TokenKey};
 
-use crate::helpers::{Options, TestApp, WAIT, eventually, now_secs};
-use crate::redis_server::REDIS_SERVER;
-
-struct TlsRedis {
-    dir: tempfile::TempDir,
-    port: u16,
-    _child: Child,
-}
-
-impl TlsRedis {
-    async fn start() -> TlsRedis {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "redis test CA");
-        let ca =
-            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        params.use_authority_key_identifier_extension = true;
-        let leaf = params.signed_by(&key, &ca).expect("leaf");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("ca.pem");
-        std::fs::write(dir.path().join("server.pem"), leaf.pem()).expect("server.pem");
-        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("key");
-
-        // A free port from the kernel, handed to redis-server.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new(REDIS_SERVER)
-            .args(["--port", "0", "--bind", "127.0.0.1", "--tls-port"])
-            .arg(port.to_string())
-            .arg("--tls-cert-file")
-            .arg(dir.path().join("server.pem"))
-            .arg("--tls-key-file")
-            .arg(dir.path().join("server.key"))
-            .arg("--tls-ca-cert-file")
-            .arg(dir.path().join("ca.pem"))
-            .args([
-                "--tls-auth-clients",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--daemonize", "no", "--loglevel", "warning"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn redis-server");
-        let server = TlsRedis {
-            dir,
-            port,
-            _child: child,
-        };
-        eventually("redis-server listens with TLS", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-                .await
-                .ok()
-                .map(drop)
-        })
-        .await;
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("rediss://127.0.0.1:{}/", self.port)
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-}
+use crate::support::redis::RedisServer;
+use crate::support::{Options, TestApp, WAIT, eventually, init, now_secs};
 
 async fn open(url: String, ca_cert: Option<PathBuf>) -> Result<Store, String> {
     let backend = Backend::Redis {
@@ -118,8 +29,8 @@ async fn open(url: String, ca_cert: Option<PathBuf>) -> Result<Store, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_with_the_test_ca_works_and_is_refused_without_it() {
-    crate::helpers::init();
-    let redis = TlsRedis::start().await;
+    init();
+    let redis = RedisServer::start_tls().await;
     let store = open(redis.url(), Some(redis.ca()))
         .await
         .expect("TLS with the CA");
@@ -132,7 +43,11 @@ async fn rediss_with_the_test_ca_works_and_is_refused_without_it() {
         .await
         .expect_err("the system roots do not know the test CA");
     assert!(!err.is_empty());
-    let plain = open(format!("redis://127.0.0.1:{}/", redis.port), None).await;
+    let plain = open(
+        format!("redis://127.0.0.1:{}/", redis.tls_port().expect("TLS")),
+        None,
+    )
+    .await;
     assert!(plain.is_err(), "the server speaks TLS only");
 }
 
@@ -143,7 +58,7 @@ tokio::task_local! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_stores_webhooks_and_fans_out_through_rediss() {
-    let redis = TlsRedis::start().await;
+    let redis = RedisServer::start_tls().await;
     let opts = Options {
         tweak: |args| {
             let (url, ca) = TLS_REDIS.with(Clone::clone);
@@ -165,11 +80,10 @@ async fn the_app_stores_webhooks_and_fans_out_through_rediss() {
         .await;
     assert_eq!(resp.status(), 200);
     eventually("the webhook took effect over TLS", || async {
-        let v = app.get_json("/api/engagement/active").await;
-        v["engagements"]
-            .as_array()?
+        app.active_ids()
+            .await
             .iter()
-            .any(|e| e["engagement_id"] == "E-tls")
+            .any(|e| e == "E-tls")
             .then_some(())
     })
     .await;
@@ -180,7 +94,7 @@ async fn the_app_stores_webhooks_and_fans_out_through_rediss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_downstream_feed_publishes_through_rediss_trusting_redis_ca_cert() {
-    let redis = TlsRedis::start().await;
+    let redis = RedisServer::start_tls().await;
     let opts = Options {
         tweak: |args| {
             let (url, ca) = TLS_REDIS.with(Clone::clone);

@@ -3,16 +3,16 @@
 //! and a server that goes silent.
 
 use serde_json::json;
-use zcc_rtms::sim::faults::FaultRequest;
+use zoom_sim::faults::FaultRequest;
 
-use crate::flow::stat;
-use crate::helpers::{Options, TestApp, eventually};
+use crate::support::rig::stat;
+use crate::support::{Options, TestApp, eventually};
 
 fn faults(v: serde_json::Value) -> FaultRequest {
     serde_json::from_value(v).expect("fault request")
 }
 
-async fn streaming(app: &TestApp) -> (String, crate::helpers::Sse) {
+async fn streaming(app: &TestApp) -> (String, crate::support::Sse) {
     let id = app.sim.create_engagement().await.expect("engagement");
     let mut feed = app.events(Some(&id)).await;
     app.sim.start_rtms(&id).await.expect("rtms start");
@@ -30,7 +30,7 @@ async fn rejoined(app: &TestApp, before: u64, what: &str) {
 }
 
 /// Wait until the stream has received `more` frames beyond what it has now.
-async fn frames_keep_coming(app: &TestApp, feed: &mut crate::helpers::Sse, more: u64) {
+async fn frames_keep_coming(app: &TestApp, feed: &mut crate::support::Sse, more: u64) {
     let base = app
         .state
         .rtms

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::sim_support::*;
+use crate::support::sim::*;
 
 /// Audio frames (msg 14) on `ws` until one is at least `until_ms`: their
 /// timestamps per channel, in arrival order.

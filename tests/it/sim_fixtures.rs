@@ -2,26 +2,11 @@
 //! client message parses, and every server message the simulator builds has
 //! exactly the fixture's shape (keys, JSON types, nesting).
 
-use std::path::Path;
-
 use serde_json::{Value, json};
-use zcc_rtms::sim::audio;
-use zcc_rtms::sim::protocol::{self, ClientMsg};
+use zoom_sim::audio;
+use zoom_sim::protocol::{self, ClientMsg};
 
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rtms");
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .expect("fixtures dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let name = p.file_stem().expect("stem").to_string_lossy().to_string();
-            (name, std::fs::read(&p).expect("read"))
-        })
-        .collect();
-    out.sort();
-    out
-}
+use crate::support::fixtures::all as fixtures;
 
 /// Same keys and JSON types everywhere (array elements: the first only).
 fn same_shape(path: &str, a: &Value, b: &Value) -> Result<(), String> {

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use super::sim_support::*;
+use crate::support::sim::*;
 
 struct Authorized {
     code: String,
@@ -622,7 +622,7 @@ async fn client_events_announce_engagements_starting_and_ending() {
         .expect("in time")
         .expect("event");
     assert!(
-        matches!(e, zcc_rtms::sim::ClientEvent::EngagementStarted { ref engagement } if engagement.engagement_id == id)
+        matches!(e, zoom_sim::ClientEvent::EngagementStarted { ref engagement } if engagement.engagement_id == id)
     );
     sim.handle.end_engagement(&id).await.expect("end");
     let e = tokio::time::timeout(WAIT, events.recv())
@@ -630,7 +630,7 @@ async fn client_events_announce_engagements_starting_and_ending() {
         .expect("in time")
         .expect("event");
     assert!(
-        matches!(e, zcc_rtms::sim::ClientEvent::EngagementEnded { ref engagement } if engagement.state == "ended")
+        matches!(e, zoom_sim::ClientEvent::EngagementEnded { ref engagement } if engagement.state == "ended")
     );
     sim.stop().await;
 }

@@ -8,7 +8,7 @@ use futures_util::SinkExt as _;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::sim_support::*;
+use crate::support::sim::*;
 
 #[tokio::test]
 async fn a_client_joins_and_gets_two_channels_of_audio_only_after_ready_ack() {
@@ -78,7 +78,7 @@ async fn a_client_joins_and_gets_two_channels_of_audio_only_after_ready_ack() {
         let channel = c["channel_id"].as_str().expect("channel_id").to_string();
         let ts = c["timestamp"].as_i64().expect("timestamp");
         let expected =
-            zcc_rtms::sim::audio::expected_frame(&stream_id, &channel, ts).expect("known channel");
+            zoom_sim::audio::expected_frame(&stream_id, &channel, ts).expect("known channel");
         assert_eq!(data, expected, "frame bytes are the deterministic signal");
         per_channel.entry(channel).or_default().push(ts);
     }
@@ -250,7 +250,7 @@ async fn transcripts_arrive_as_scripted_utterances_per_channel() {
     let t = recv_type(&mut j.media, 17).await;
     let c = &t["content"];
     assert!(
-        zcc_rtms::sim::audio::SCRIPT.contains(&c["data"].as_str().expect("text")),
+        zoom_sim::audio::SCRIPT.contains(&c["data"].as_str().expect("text")),
         "{t}"
     );
     assert!(c["channel_id"] == "1" || c["channel_id"] == "2");
@@ -493,6 +493,6 @@ async fn remaining_fault_switches_each_do_what_they_say() {
         .handle
         .apply_faults(serde_json::from_value(json!({"interrupt": "nope"})).expect("json"))
         .expect_err("unknown");
-    assert!(matches!(err, zcc_rtms::sim::SimError::NotFound(_)));
+    assert!(matches!(err, zoom_sim::SimError::NotFound(_)));
     sim.stop().await;
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::sim_support::*;
+use crate::support::sim::*;
 
 #[tokio::test]
 async fn engagement_started_is_signed_exactly_as_zoom_signs() {

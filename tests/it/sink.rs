@@ -12,11 +12,11 @@ use std::time::Duration;
 use prometheus_parse::{Scrape, Value as Sample};
 use redis::Value;
 use tokio::time::Instant;
-use zcc_rtms::sim::audio;
+use zoom_sim::audio;
 
-use crate::auth_harness::new_engagement;
-use crate::helpers::{Options, Sse, SseRead, TestApp};
-use crate::redis_server::RedisServer;
+use crate::support::install::new_engagement;
+use crate::support::redis::RedisServer;
+use crate::support::{Options, Sse, SseRead, TestApp};
 
 /// Generous bound for everything here (the suite runs on a loaded box).
 const LONG_WAIT: Duration = Duration::from_secs(40);

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::auth_harness::Rig;
-use crate::helpers::{Options, TestApp, eventually, now_secs, sign};
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::rig::Rig;
+use crate::support::{Options, TestApp, eventually, now_secs, sign};
 
 /// A signed started webhook for `id`, padded with `pad` bytes (Zoom's
 /// bodies are small; large ones fill a disk faster).

@@ -5,10 +5,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::auth_harness::*;
-use crate::helpers::eventually;
-use crate::redis_server::RedisServer;
-use crate::store::Kind;
+use crate::support::Kind;
+use crate::support::eventually;
+use crate::support::install::*;
+use crate::support::redis::RedisServer;
+use crate::support::rig::Rig;
 
 /// A connection as an admin user the app's `default` user cannot limit.
 async fn admin(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
@@ -72,7 +73,7 @@ async fn a_refresh_whose_save_fails_is_held_used_and_stored_later_and_the_user_s
     let mut admin = admin(rig.redis.as_ref().expect("redis")).await;
     refuse_token_writes(&mut admin, true).await;
     fault(app, json!({ "expire_tokens": true })).await;
-    let (code, body) = control(app, Some(&cookie), &engagement, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "the refreshed pair is used: {body}");
     assert_eq!(refresh_grants(app), 1);
     assert_eq!(app.state.zoom.unsaved_tokens(), 1, "held in memory");
@@ -89,7 +90,7 @@ async fn a_refresh_whose_save_fails_is_held_used_and_stored_later_and_the_user_s
     );
     // Still logged in meanwhile, with no second refresh (the old refresh
     // token is dead at Zoom: using it would log the user out).
-    let (code, body) = control(app, Some(&cookie), &engagement, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(refresh_grants(app), 1);
 
@@ -105,9 +106,9 @@ async fn a_refresh_whose_save_fails_is_held_used_and_stored_later_and_the_user_s
             .then_some(())
     })
     .await;
-    let st = status(app, Some(&cookie)).await;
+    let st = app.auth_status(Some(&cookie)).await;
     assert_eq!(st["authenticated"], true, "{st}");
-    let (code, body) = control(app, Some(&cookie), &engagement, "stop").await;
+    let (code, body) = app.stop_rtms(Some(&cookie), &engagement).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(refresh_grants(app), 1);
     rig.app.shutdown().await;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, now_secs, sign};
+use crate::support::{TestApp, now_secs, sign};
 
 fn engagement_started(id: &str) -> Value {
     json!({
@@ -22,15 +22,15 @@ async fn webhook_with_good_signature_is_accepted_and_tracked() {
     let app = TestApp::spawn().await;
     let resp = app.post_webhook(&engagement_started("E-good")).await;
     assert_eq!(resp.status(), 200);
-    let active = crate::helpers::eventually("engagement active", || async {
-        let v = app.get_json("/api/engagement/active").await;
+    let active = crate::support::eventually("engagement active", || async {
+        let v = app.active().await;
         (v["engagementId"] == "E-good").then_some(v)
     })
     .await;
     assert_eq!(active["active"], true);
     // The status line follows the stored engagement onto the bus.
-    let events = crate::helpers::eventually("the status line", || async {
-        let v = app.get_json("/api/webhooks/events").await;
+    let events = crate::support::eventually("the status line", || async {
+        let v = app.status_events(None).await;
         v["events"][0].is_object().then_some(v)
     })
     .await;
@@ -63,7 +63,7 @@ async fn webhook_with_bad_signature_is_rejected_and_changes_nothing() {
         app.post_webhook_raw(&tampered, &ts, &good).await.status(),
         401
     );
-    let active = app.get_json("/api/engagement/active").await;
+    let active = app.active().await;
     assert_eq!(active["active"], false);
     app.shutdown().await;
 }
@@ -116,7 +116,7 @@ async fn url_validation_is_answered_with_the_hmac_of_the_plain_token() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
-    let expected = zcc_rtms::sim::sign::url_validation_token(
+    let expected = zoom_sim::sign::url_validation_token(
         app.sim_cfg.secret_token.expose(),
         "qgg8vlvZRS6UYooatFL8Aw",
     );
@@ -171,7 +171,7 @@ async fn unknown_event_is_acknowledged_and_ignored() {
         }))
         .await;
     assert_eq!(resp.status(), 200);
-    let events = app.get_json("/api/webhooks/events").await;
+    let events = app.status_events(None).await;
     assert!(events["events"].as_array().expect("array").is_empty());
     app.shutdown().await;
 }
@@ -188,10 +188,8 @@ async fn exact_retries_are_dropped() {
         answers.push(body["status"].as_str().expect("status").to_owned());
     }
     assert_eq!(answers, ["accepted", "duplicate", "duplicate"]);
-    let lines = crate::helpers::eventually("the start line", || async {
-        let v = app
-            .get_json("/api/webhooks/events?engagement_id=E-dup")
-            .await;
+    let lines = crate::support::eventually("the start line", || async {
+        let v = app.status_events(Some("E-dup")).await;
         let lines = v["events"].as_array().cloned().unwrap_or_default();
         (!lines.is_empty()).then_some(lines)
     })

@@ -2,7 +2,7 @@
 //! what clients send, building what the server sends, validating media
 //! parameters into status codes. No IO.
 //!
-//! Written independently of the app's `crate::rtms::protocol` on purpose.
+//! Written independently of the app's `zcc_rtms::rtms::protocol` on purpose.
 //! Parsing is lenient like a real server: unknown keys are ignored, JSON may
 //! arrive pretty-printed in binary frames (the official SDK does that).
 

@@ -1,6 +1,7 @@
-//! The simulator's listener: plain TCP or TLS (a CA and a server certificate
-//! made at start), each connection wrapped so a fault can abort it with a TCP
-//! reset instead of a WebSocket close.
+//! The simulator's network ends: its listener, plain TCP or TLS (a CA and a
+//! server certificate made at start), each connection wrapped so a fault can
+//! abort it with a TCP reset instead of a WebSocket close; and the HTTP client
+//! its webhooks go out with. TLS is rustls with ring only.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -324,7 +325,7 @@ pub fn make_certs(listen_ip: IpAddr) -> anyhow::Result<Certs> {
     params.use_authority_key_identifier_extension = true;
     let leaf = params.signed_by(&leaf_key, &ca)?;
 
-    crate::tls::install_crypto_provider();
+    install_crypto_provider();
     let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -349,6 +350,29 @@ pub fn make_certs(listen_ip: IpAddr) -> anyhow::Result<Certs> {
         ca_path,
         dir,
     })
+}
+
+/// Install ring as the process-wide rustls provider (idempotent; the app
+/// installs the same one).
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The client webhooks go out with: the public web roots, timeouts on every
+/// call, no redirects followed.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    install_crypto_provider();
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the simulator's HTTP client")
 }
 
 impl Certs {

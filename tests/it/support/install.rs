@@ -1,110 +1,15 @@
-//! Helpers for the install / token / control tests: a `TestApp` on either
-//! store, and the browser's side of the OAuth dance done by hand (every
-//! redirect followed explicitly, the session cookie carried along).
+//! The browser's side of the OAuth install, done by hand (every redirect
+//! followed explicitly, the session cookie carried along), against anything
+//! that is `Ends`: an in-process `TestApp` or the real binary. Also the
+//! simulator's fault switch and counters as these tests read them.
 
 #![allow(dead_code)]
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use serde_json::{Value, json};
+use reqwest::header::{LOCATION, SET_COOKIE};
+use serde_json::Value;
 
-use crate::helpers::{Options, TestApp};
-use crate::redis_server::RedisServer;
-use crate::store::Kind;
-
-tokio::task_local! {
-    /// `Options::tweak` is a plain `fn`: the Redis URL reaches it this way.
-    static REDIS_URL: String;
-}
-
-/// What the browser-side helpers need of an app under test: an in-process
-/// `TestApp` or a spawned binary.
-pub trait Ends {
-    /// `http://127.0.0.1:PORT` of the app.
-    fn base(&self) -> &str;
-    fn sim_base(&self) -> &str;
-    /// Trusts the simulator's CA; follows no redirects.
-    fn http(&self) -> &reqwest::Client;
-    fn client_id(&self) -> &str;
-    fn sim(&self) -> &zcc_rtms::sim::SimHandle;
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base(), path)
-    }
-    /// Whether the app has recorded the engagement (its webhook was handled).
-    async fn engagement_known(&self, engagement_id: &str) -> bool;
-}
-
-impl Ends for TestApp {
-    fn base(&self) -> &str {
-        &self.base
-    }
-    fn sim_base(&self) -> &str {
-        &self.sim_base
-    }
-    fn http(&self) -> &reqwest::Client {
-        &self.state.http
-    }
-    fn client_id(&self) -> &str {
-        &self.sim_cfg.client_id
-    }
-    fn sim(&self) -> &zcc_rtms::sim::SimHandle {
-        &self.sim
-    }
-    async fn engagement_known(&self, engagement_id: &str) -> bool {
-        matches!(
-            self.state.store.load_engagement(engagement_id).await,
-            Ok(Some(_))
-        )
-    }
-}
-
-/// A new engagement assigned to `user` (the simulator's default user when
-/// None), returned once the app has recorded it: control is only for the
-/// engagement's own agent, which the app learns from `engagement_started`.
-pub async fn new_engagement(app: &impl Ends, user: Option<&str>) -> String {
-    let id = match user {
-        Some(u) => app.sim().create_engagement_for(u).await,
-        None => app.sim().create_engagement().await,
-    }
-    .expect("engagement");
-    crate::helpers::eventually("the app records the engagement", || async {
-        app.engagement_known(&id).await.then_some(())
-    })
-    .await;
-    id
-}
-
-/// A `TestApp` (app in Zoom mode + simulator) on the given store.
-pub struct Rig {
-    pub app: TestApp,
-    pub redis: Option<RedisServer>,
-}
-
-impl Rig {
-    pub async fn spawn(kind: Kind) -> Rig {
-        match kind {
-            Kind::Embedded => Rig {
-                app: TestApp::spawn().await,
-                redis: None,
-            },
-            Kind::Redis => {
-                let redis = RedisServer::start().await;
-                let opts = Options {
-                    tweak: |args| args.redis_url = Some(REDIS_URL.with(Clone::clone)),
-                    ..Options::default()
-                };
-                let app = REDIS_URL
-                    .scope(redis.url(), TestApp::spawn_with(opts))
-                    .await;
-                assert_eq!(app.state.store.backend_name(), "redis");
-                Rig {
-                    app,
-                    redis: Some(redis),
-                }
-            }
-        }
-    }
-}
+pub use super::ends::{Ends, new_engagement};
 
 fn location(resp: &reqwest::Response) -> String {
     assert!(
@@ -168,7 +73,7 @@ pub async fn begin_install(app: &impl Ends) -> url::Url {
 /// `GET /api/auth/install` → Zoom's authorize URL and the nonce cookie
 /// (`name=value`) that ties its `state` to this browser.
 pub async fn begin_install_in(app: &impl Ends) -> (url::Url, String) {
-    let resp = get(app, "/api/auth/install", None).await;
+    let resp = app.get_as("/api/auth/install", None).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "install redirects");
     let authorize = url::Url::parse(&location(&resp)).expect("authorize URL");
     assert!(authorize.as_str().starts_with(app.sim_base()));
@@ -208,7 +113,7 @@ pub async fn land(app: &impl Ends, callback: &str) -> Landing {
 
 /// The browser arrives at the app's callback carrying `cookie`.
 pub async fn land_in(app: &impl Ends, callback: &str, cookie: Option<&str>) -> Landing {
-    let resp = get(app, callback, cookie).await;
+    let resp = app.get_as(callback, cookie).await;
     Landing {
         location: location(&resp),
         cookie: session_cookie(&resp),
@@ -245,55 +150,6 @@ pub fn redirect_uri(app: &impl Ends) -> String {
         .port()
         .expect("port");
     format!("http://localhost:{port}/api/auth/callback")
-}
-
-/// GET on the app with an optional session cookie, no redirects followed.
-pub async fn get(app: &impl Ends, path: &str, cookie: Option<&str>) -> reqwest::Response {
-    let mut req = app.http().get(app.url(path));
-    if let Some(c) = cookie {
-        req = req.header(COOKIE, c);
-    }
-    req.send().await.expect("GET")
-}
-
-pub async fn status(app: &impl Ends, cookie: Option<&str>) -> Value {
-    let resp = get(app, "/api/auth/status", cookie).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.expect("status json")
-}
-
-pub async fn control(
-    app: &impl Ends,
-    cookie: Option<&str>,
-    engagement_id: &str,
-    action: &str,
-) -> (StatusCode, Value) {
-    control_raw(
-        app,
-        cookie,
-        json!({ "engagementId": engagement_id, "action": action })
-            .to_string()
-            .into_bytes(),
-    )
-    .await
-}
-
-pub async fn control_raw(
-    app: &impl Ends,
-    cookie: Option<&str>,
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
-    let mut req = app
-        .http()
-        .post(app.url("/api/zoom/rtms/control"))
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(c) = cookie {
-        req = req.header(COOKIE, c);
-    }
-    let resp = req.send().await.expect("control");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// `POST /sim/faults`.

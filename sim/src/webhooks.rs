@@ -2,7 +2,8 @@
 //! `{app_url}/api/webhooks/zoom`, first attempts strictly in order from one
 //! queue task (a `voice_rtms_started` never overtakes its `_stopped`),
 //! failures (non-2xx, timeout, no connection) retried on
-//! `SimConfig::webhook_retry`, then given up.
+//! `SimConfig::webhook_retry`, then given up. Every part of the simulator
+//! queues its webhooks here (`Shared::webhook`) and never sends one itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::WebhookDelivery;
 use super::sign;
 use super::state::{Shared, lock};
 use super::stats::inc;
-use crate::time::{now_ms, now_secs};
+use crate::util::{now_ms, now_secs};
 
 /// How many recent deliveries `GET /sim/webhooks` keeps.
 const LOG_LEN: usize = 500;
@@ -27,6 +28,25 @@ pub(crate) struct Outgoing {
     pub body: String,
     /// Attempts made so far.
     pub attempt: usize,
+}
+
+impl Shared {
+    /// Queue a webhook `{event, event_ts, payload}`.
+    pub fn webhook(&self, event: &str, payload: serde_json::Value) {
+        let event_ts = now_ms();
+        let body = serde_json::json!({
+            "event": event,
+            "event_ts": event_ts,
+            "payload": payload,
+        })
+        .to_string();
+        let _ = self.webhook_tx.send(Outgoing {
+            event: event.to_owned(),
+            event_ts,
+            body,
+            attempt: 0,
+        });
+    }
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {

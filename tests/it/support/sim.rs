@@ -1,6 +1,6 @@
-//! Helpers for the simulator's own tests: a running simulator, a tiny
-//! webhook receiver, a raw RTMS WebSocket client.
-
+//! The simulator alone, for its own tests: a running simulator (`TestSim`),
+//! a tiny webhook receiver standing in for the app, a raw RTMS WebSocket
+//! client (connect, handshake, join a stream). Never the app.
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use zcc_rtms::sim::{SimConfig, SimHandle, Simulator};
+use zoom_sim::{SimConfig, SimHandle, Simulator};
 
 /// Upper bound for any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -68,7 +68,7 @@ impl TestSim {
     }
 
     pub fn signature(&self, engagement_id: &str, stream_id: &str) -> String {
-        zcc_rtms::sim::sign::rtms_signature(
+        zoom_sim::sign::rtms_signature(
             &self.cfg.client_id,
             self.cfg.client_secret.expose(),
             engagement_id,
@@ -366,8 +366,8 @@ pub fn l16_default() -> Value {
     json!({"content_type": 2, "sample_rate": 1, "channel": 1, "codec": 1, "data_opt": 1, "send_rate": 20})
 }
 
-/// [`crate::helpers::eventually`] for a plain condition: poll `check` until
+/// [`super::eventually`] for a plain condition: poll `check` until
 /// it holds, within that helper's bounded wait.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    crate::helpers::eventually(what, || std::future::ready(check().then_some(()))).await
+    super::eventually(what, || std::future::ready(check().then_some(()))).await
 }

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::faults::FaultRequest;
 use super::{SimError, SimHandle};
-use crate::error::AppError;
 
 pub(crate) fn router() -> Router<SimHandle> {
     Router::new()
@@ -34,22 +33,13 @@ pub(crate) fn router() -> Router<SimHandle> {
         .route("/sim/webhooks/validate", post(validate_webhook))
 }
 
-impl From<SimError> for AppError {
-    fn from(e: SimError) -> Self {
-        match e {
-            SimError::NotFound(m) => AppError::NotFound(m),
-            SimError::BadRequest(m) => AppError::BadRequest(m),
-        }
-    }
-}
-
 /// An optional JSON body: empty means default; malformed is a 400 with a reason.
-fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, AppError> {
+fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, SimError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     serde_json::from_slice(bytes)
-        .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+        .map_err(|e| SimError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 #[derive(Default, Deserialize)]
@@ -61,7 +51,7 @@ struct NewEngagement {
 async fn create_engagement(
     State(sim): State<SimHandle>,
     bytes: Bytes,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Value>, SimError> {
     let req: NewEngagement = body(&bytes)?;
     let user = match req.user_id {
         Some(u) => u,
@@ -80,11 +70,11 @@ async fn list_engagements(State(sim): State<SimHandle>) -> Json<Value> {
 async fn get_engagement(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Value>, SimError> {
     let e = sim
         .shared
         .engagement(&id)
-        .ok_or_else(|| AppError::NotFound(format!("unknown engagement {id}")))?;
+        .ok_or_else(|| SimError::NotFound(format!("unknown engagement {id}")))?;
     Ok(Json(json!(e)))
 }
 
@@ -103,15 +93,17 @@ async fn start_rtms(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Value>, SimError> {
     let req: StartRtms = body(&bytes)?;
     let ago = req.started_ago_ms.unwrap_or(0);
     if ago > MAX_STARTED_AGO_MS {
-        return Err(AppError::BadRequest(format!(
+        return Err(SimError::BadRequest(format!(
             "started_ago_ms must be at most {MAX_STARTED_AGO_MS}"
         )));
     }
-    let sid = sim.start_stream_at(&id, crate::time::now_ms() - ago as i64)?;
+    let sid = sim
+        .shared
+        .start_stream_at(&id, crate::util::now_ms() - ago as i64)?;
     Ok(Json(json!({"engagement_id": id, "rtms_stream_id": sid})))
 }
 
@@ -127,17 +119,17 @@ async fn stop_rtms(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Value>, SimError> {
     let req: StopRtms = body(&bytes)?;
     let reason = req
         .stop_reason
         .unwrap_or(super::protocol::stop_reason::MANUAL_API_TRIGGERED);
     if !(0..=26).contains(&reason) {
-        return Err(AppError::BadRequest(
+        return Err(SimError::BadRequest(
             "stop_reason must be an RTMS stop reason (0 to 26)".into(),
         ));
     }
-    sim.stop_stream(&id, reason)?;
+    sim.shared.stop_stream(&id, reason)?;
     Ok(Json(
         json!({"engagement_id": id, "stopped": true, "stop_reason": reason}),
     ))
@@ -146,23 +138,23 @@ async fn stop_rtms(
 async fn pause_rtms(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    sim.pause_stream(&id, true)?;
+) -> Result<Json<Value>, SimError> {
+    sim.shared.pause_stream(&id, true)?;
     Ok(Json(json!({"engagement_id": id, "paused": true})))
 }
 
 async fn resume_rtms(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    sim.pause_stream(&id, false)?;
+) -> Result<Json<Value>, SimError> {
+    sim.shared.pause_stream(&id, false)?;
     Ok(Json(json!({"engagement_id": id, "paused": false})))
 }
 
 async fn end_engagement(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Value>, SimError> {
     sim.shared.end_engagement(&id)?;
     Ok(Json(json!({"engagement_id": id, "state": "ended"})))
 }
@@ -177,7 +169,7 @@ async fn voice_event(
     State(sim): State<SimHandle>,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Value>, SimError> {
     let req: VoiceEvent = body(&bytes)?;
     let sent = sim.send_voice_event(&id, req.event_type)?;
     Ok(Json(json!({"sent": sent})))
@@ -192,7 +184,7 @@ struct NewUser {
 
 /// `POST /sim/users [{account_id, role_name}]`: a user in a new account, or
 /// in the given one, with the given `users/me` role (default `Member`).
-async fn create_user(State(sim): State<SimHandle>, bytes: Bytes) -> Result<Json<Value>, AppError> {
+async fn create_user(State(sim): State<SimHandle>, bytes: Bytes) -> Result<Json<Value>, SimError> {
     let req: NewUser = body(&bytes)?;
     let role = req.role_name.as_deref().unwrap_or("Member");
     Ok(Json(json!(
@@ -212,7 +204,7 @@ async fn stats(State(sim): State<SimHandle>) -> Json<Value> {
     Json(sim.stats())
 }
 
-async fn apply_faults(State(sim): State<SimHandle>, bytes: Bytes) -> Result<Json<Value>, AppError> {
+async fn apply_faults(State(sim): State<SimHandle>, bytes: Bytes) -> Result<Json<Value>, SimError> {
     let req: FaultRequest = body(&bytes)?;
     let applied = sim.apply_faults(req)?;
     Ok(Json(json!({"applied": applied, "faults": sim.faults()})))
@@ -226,10 +218,10 @@ async fn webhook_log(State(sim): State<SimHandle>) -> Json<Value> {
     Json(json!({"deliveries": sim.webhook_log()}))
 }
 
-async fn validate_webhook(State(sim): State<SimHandle>) -> Result<Json<Value>, AppError> {
+async fn validate_webhook(State(sim): State<SimHandle>) -> Result<Json<Value>, SimError> {
     let v = sim
         .validate_webhook_endpoint()
         .await
-        .map_err(|e| AppError::BadRequest(format!("URL validation could not be sent: {e:#}")))?;
+        .map_err(|e| SimError::BadRequest(format!("URL validation could not be sent: {e:#}")))?;
     Ok(Json(json!(v)))
 }

@@ -1,7 +1,7 @@
 //! The simulator's own Zoom signatures: webhook `x-zm-signature`, URL
 //! validation tokens and the RTMS handshake signature.
 //!
-//! Deliberately independent of `crate::webhook` (the app's verifier): the two
+//! Deliberately independent of `zcc_rtms::webhook` (the app's verifier): the two
 //! sides are separate implementations checked against the same test vectors
 //! (`docs/zoom-platform.md` §4.6, `docs/rtms-protocol.md` §3), so a shared bug cannot hide.
 

@@ -1,17 +1,21 @@
 //! A local Zoom: OAuth, REST, signed webhooks, the RTMS signaling and media
 //! WebSocket servers, the simulated web client with the Zoom Apps SDK (Zoom's
-//! own from npm, or a stand-in), fault switches and counters. Used by the tests, by demo mode and by `zcc-rtms simulate`.
+//! own from npm, or a stand-in), fault switches and counters. Used by the
+//! tests, by demo mode and by `zcc-rtms simulate`.
 //!
-//! Shares no state with the app: it talks to it only over HTTP and WebSockets,
-//! exactly as Zoom would. The surface is the *simulator's contract*
-//! (`docs/architecture.md`).
+//! A crate of its own that does not depend on the app: it shares no state and
+//! no code with it and talks to it only over HTTP and WebSockets, exactly as
+//! Zoom would. The surface is the *simulator's contract* (`docs/architecture.md`).
 //! Its Zoom-side code (signatures, app context, RTMS wire format) is written
 //! independently of the app's, so the two check each other.
 
+mod api;
 pub mod audio;
 pub mod client;
+mod config;
 mod context;
 mod control;
+mod error;
 pub mod faults;
 mod net;
 mod oauth;
@@ -20,13 +24,12 @@ mod rtms;
 pub mod sign;
 mod state;
 pub mod stats;
+pub mod util;
 mod webhooks;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,74 +41,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+pub use config::{SimConfig, SimCredentials, SimulateArgs};
 pub use context::{AppContextClaims, CONTEXT_TTL_MS};
+pub use error::SimError;
 pub use faults::{FaultRequest, FaultState};
 pub use net::{Certs, make_certs};
 pub use stats::SimStats;
 
-use crate::secret::Secret;
-use crate::util::random_hex;
-use state::{Ending, Shared, State, lock};
-
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    pub listen: SocketAddr,
-    /// Where webhooks go: `{app_url}/api/webhooks/zoom`. May be set later
-    /// through [`SimHandle::set_app_url`].
-    pub app_url: Option<Url>,
-    /// Serve https/wss with a self-signed certificate made at start.
-    pub tls: bool,
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub secret_token: Secret,
-    /// Period of KEEP_ALIVE_REQ on every RTMS socket.
-    pub keepalive: Duration,
-    /// Delays before each webhook retry (Zoom: 5, 20, 60 minutes).
-    pub webhook_retry: Vec<Duration>,
-    /// Lifetime of issued access tokens.
-    pub access_token_ttl: Duration,
-    /// A webhook not answered within this counts as failed (Zoom: 3 s).
-    pub webhook_timeout: Duration,
-    /// How long an interrupted stream waits for the client to reconnect
-    /// before it ends (Zoom: about 60 s).
-    pub reconnect_window: Duration,
-    /// How long a new RTMS socket may take to send its handshake.
-    pub handshake_timeout: Duration,
-    /// Zoom's own Apps SDK to serve at `/sim/appssdk.js` instead of the
-    /// stand-in: the CommonJS build of the npm package `@zoom/appssdk`
-    /// (`dist/sdk.module.js`). None serves the stand-in (offline, demo mode).
-    pub apps_sdk: Option<std::path::PathBuf>,
-    /// Most audio buffered between a stream's start and its first consumer,
-    /// replayed at once when the consumer connects (Zoom since 2026-05:
-    /// 60 s, `buffer_data`). Zero turns buffering off.
-    pub max_buffered: Duration,
-}
-
-impl SimConfig {
-    /// A simulator on a free loopback port with freshly generated credentials.
-    pub fn generated() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            app_url: None,
-            tls: false,
-            client_id: format!("sim_{}", random_hex(8)),
-            client_secret: Secret::new(random_hex(24)),
-            secret_token: Secret::new(random_hex(16)),
-            keepalive: Duration::from_secs(10),
-            webhook_retry: vec![
-                Duration::from_secs(300),
-                Duration::from_secs(1200),
-                Duration::from_secs(3600),
-            ],
-            access_token_ttl: Duration::from_secs(3600),
-            webhook_timeout: Duration::from_secs(3),
-            reconnect_window: Duration::from_secs(60),
-            handshake_timeout: Duration::from_secs(10),
-            apps_sdk: None,
-            max_buffered: Duration::from_secs(60),
-        }
-    }
-}
+use state::{Shared, State, lock};
+use util::now_ms;
 
 /// A bound, not yet running simulator.
 pub struct Simulator {
@@ -182,15 +126,6 @@ pub struct UrlValidation {
     pub answer: serde_json::Value,
 }
 
-/// Errors of the control surface; 4xx with a reason over HTTP.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SimError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    BadRequest(String),
-}
-
 /// Controls a running simulator in-process (the same things `/sim/*` does).
 #[derive(Clone)]
 pub struct SimHandle {
@@ -228,7 +163,7 @@ impl SimHandle {
 
     /// Start RTMS as if the REST call had been made; returns the stream id.
     pub async fn start_rtms(&self, engagement_id: &str) -> anyhow::Result<String> {
-        Ok(self.start_stream(engagement_id)?)
+        Ok(self.shared.start_stream(engagement_id)?)
     }
 
     /// Start RTMS as if its audio had begun `ago` before now (the consumer
@@ -238,28 +173,28 @@ impl SimHandle {
         engagement_id: &str,
         ago: Duration,
     ) -> anyhow::Result<String> {
-        Ok(self.start_stream_at(
-            engagement_id,
-            crate::time::now_ms() - ago.as_millis() as i64,
-        )?)
+        let started_ms = now_ms() - ago.as_millis() as i64;
+        Ok(self.shared.start_stream_at(engagement_id, started_ms)?)
     }
 
     /// Stop RTMS as if the REST call had been made (stop reason 25).
     pub async fn stop_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
-        Ok(self.stop_stream(engagement_id, protocol::stop_reason::MANUAL_API_TRIGGERED)?)
+        Ok(self
+            .shared
+            .stop_stream(engagement_id, protocol::stop_reason::MANUAL_API_TRIGGERED)?)
     }
 
     /// Stop RTMS with a given RTMS_STOP_REASON (e.g. 8, STREAM_REVOKED).
     pub async fn stop_rtms_with(&self, engagement_id: &str, reason: i64) -> anyhow::Result<()> {
-        Ok(self.stop_stream(engagement_id, reason)?)
+        Ok(self.shared.stop_stream(engagement_id, reason)?)
     }
 
     pub async fn pause_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
-        Ok(self.pause_stream(engagement_id, true)?)
+        Ok(self.shared.pause_stream(engagement_id, true)?)
     }
 
     pub async fn resume_rtms(&self, engagement_id: &str) -> anyhow::Result<()> {
-        Ok(self.pause_stream(engagement_id, false)?)
+        Ok(self.shared.pause_stream(engagement_id, false)?)
     }
 
     /// End an engagement (stops its stream, sends `engagement_ended`).
@@ -314,8 +249,7 @@ impl SimHandle {
     /// An app context for `user_id`, encrypted as Zoom does (docs/zoom-platform.md §2),
     /// valid for two minutes.
     pub fn app_context(&self, user_id: &str) -> String {
-        let claims =
-            AppContextClaims::panel(user_id, &self.shared.cfg.client_id, crate::time::now_ms());
+        let claims = AppContextClaims::panel(user_id, &self.shared.cfg.client_id, now_ms());
         let ctx = context::encrypt(self.shared.cfg.client_secret.expose(), &claims);
         let tamper = std::mem::take(&mut lock(&self.shared.faults).tamper_next_app_context);
         if tamper { context::tamper(&ctx) } else { ctx }
@@ -337,107 +271,7 @@ impl SimHandle {
     /// Apply a fault request (the body of `POST /sim/faults`); returns what
     /// was done, e.g. `["drop: 2 sockets"]`.
     pub fn apply_faults(&self, req: FaultRequest) -> Result<Vec<String>, SimError> {
-        let shared = &self.shared;
-        let mut done = Vec::new();
-        // Validate everything that can fail before changing anything.
-        for id in [&req.resend_started, &req.interrupt].into_iter().flatten() {
-            if shared.engagement(id).is_none() {
-                return Err(SimError::NotFound(format!("unknown engagement {id}")));
-            }
-        }
-        if let Some(f) = req.fail_rest.as_ref().or(req.fail_token.as_ref())
-            && !(400..=599).contains(&f.status)
-        {
-            return Err(SimError::BadRequest("fail status must be 400–599".into()));
-        }
-        {
-            let mut f = lock(&shared.faults);
-            if let Some(v) = req.stop_answering {
-                f.stop_answering = v;
-                shared.stop_answering.store(v, Ordering::Relaxed);
-                done.push(format!("stop_answering: {v}"));
-            }
-            if let Some(r) = req.refuse_handshakes {
-                done.push(format!(
-                    "refuse_handshakes: next {} with status {}",
-                    r.count, r.status_code
-                ));
-                f.refuse_handshakes = (r.count > 0).then_some(r);
-            }
-            if let Some(r) = req.fail_rest {
-                done.push(format!("fail_rest: next {} with {}", r.count, r.status));
-                f.fail_rest = (r.count > 0).then_some(r);
-            }
-            if let Some(r) = req.fail_token {
-                done.push(format!("fail_token: next {} with {}", r.count, r.status));
-                f.fail_token = (r.count > 0).then_some(r);
-            }
-            if let Some(n) = req.duplicate_webhooks {
-                f.duplicate_webhooks = n;
-                done.push(format!("duplicate_webhooks: next {n}"));
-            }
-            if let Some(v) = req.tamper_next_app_context {
-                f.tamper_next_app_context = v;
-                done.push(format!("tamper_next_app_context: {v}"));
-            }
-            if let Some(v) = req.duplicate_signaling {
-                f.duplicate_signaling = v;
-                done.push(format!("duplicate_signaling: {v:?}"));
-            }
-            if let Some(v) = req.participant_info {
-                f.participant_info = v;
-                done.push(format!("participant_info: {:?}", v.keys()));
-            }
-        }
-        if req.expire_tokens == Some(true) {
-            let now = tokio::time::Instant::now();
-            let mut st = lock(&shared.state);
-            for t in st.access.values_mut() {
-                t.expires = now;
-            }
-            done.push(format!("expire_tokens: {}", st.access.len()));
-        }
-        if req.revoke_refresh_tokens == Some(true) {
-            let mut st = lock(&shared.state);
-            let n = st.refresh.len();
-            st.refresh.clear();
-            done.push(format!("revoke_refresh_tokens: {n}"));
-        }
-        if let Some(d) = req.drop {
-            let ending = match d.mode {
-                faults::DropMode::Close => Ending::Close(
-                    d.code.unwrap_or(1000),
-                    "dropped by a simulator fault".into(),
-                ),
-                faults::DropMode::Abort => Ending::Abort,
-            };
-            let n = shared.drop_sockets(d.engagement_id.as_deref(), d.socket, ending);
-            done.push(format!("drop: {n} sockets"));
-        }
-        if let Some(id) = req.resend_started {
-            let stream = shared.stream_of(&id).ok_or_else(|| {
-                SimError::BadRequest(format!("engagement {id} has no running stream"))
-            })?;
-            shared.webhook(
-                "contact_center.voice_rtms_started",
-                serde_json::json!({
-                    "engagement_id": stream.engagement_id,
-                    "rtms_stream_id": stream.id,
-                    "server_urls": shared.rtms_url.as_str(),
-                }),
-            );
-            done.push("resend_started".into());
-        }
-        if let Some(id) = req.interrupt {
-            if shared.stream_of(&id).is_none() {
-                return Err(SimError::BadRequest(format!(
-                    "engagement {id} has no running stream"
-                )));
-            }
-            let n = shared.drop_sockets(Some(&id), faults::SocketKind::All, Ending::Abort);
-            done.push(format!("interrupt: {n} sockets"));
-        }
-        Ok(done)
+        self.shared.apply_faults(req)
     }
 
     /// Send a ZCC voice event (8–34) on an engagement's stream; only
@@ -463,94 +297,6 @@ impl SimHandle {
     pub fn webhook_log(&self) -> Vec<WebhookDelivery> {
         lock(&self.shared.webhook_log).iter().cloned().collect()
     }
-
-    pub(crate) fn start_stream(&self, engagement_id: &str) -> Result<String, SimError> {
-        self.start_stream_at(engagement_id, crate::time::now_ms())
-    }
-
-    /// Start a stream whose audio began at `started_ms` (Unix ms).
-    pub(crate) fn start_stream_at(
-        &self,
-        engagement_id: &str,
-        started_ms: i64,
-    ) -> Result<String, SimError> {
-        let shared = &self.shared;
-        let stream = {
-            let mut st = lock(&shared.state);
-            let e =
-                st.engagements.get(engagement_id).cloned().ok_or_else(|| {
-                    SimError::NotFound(format!("unknown engagement {engagement_id}"))
-                })?;
-            if e.state != "active" {
-                return Err(SimError::BadRequest(format!(
-                    "engagement {engagement_id} has ended"
-                )));
-            }
-            if let Some(running) = &e.rtms_stream_id {
-                // Starting a running stream is a no-op.
-                return Ok(running.clone());
-            }
-            let agent = st
-                .users
-                .get(&e.user_id)
-                .cloned()
-                .unwrap_or_else(|| st.default_user());
-            let stream = Arc::new(state::Stream::new(
-                &e,
-                agent,
-                started_ms,
-                shared.cancel.child_token(),
-            ));
-            st.streams.insert(stream.id.clone(), stream.clone());
-            if let Some(e) = st.engagements.get_mut(engagement_id) {
-                e.rtms_stream_id = Some(stream.id.clone());
-            }
-            stream
-        };
-        stats::inc(&shared.stats.streams_started);
-        shared.stats.streams_active.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(engagement_id, stream = %stream.id, "RTMS stream started");
-        shared.webhook(
-            "contact_center.voice_rtms_started",
-            serde_json::json!({
-                "engagement_id": engagement_id,
-                "rtms_stream_id": stream.id,
-                "server_urls": shared.rtms_url.as_str(),
-            }),
-        );
-        Ok(stream.id.clone())
-    }
-
-    pub(crate) fn stop_stream(&self, engagement_id: &str, reason: i64) -> Result<(), SimError> {
-        if self.shared.engagement(engagement_id).is_none() {
-            return Err(SimError::NotFound(format!(
-                "unknown engagement {engagement_id}"
-            )));
-        }
-        if let Some(stream) = self.shared.stream_of(engagement_id) {
-            self.shared.terminate(&stream, reason);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn pause_stream(&self, engagement_id: &str, paused: bool) -> Result<(), SimError> {
-        if self.shared.engagement(engagement_id).is_none() {
-            return Err(SimError::NotFound(format!(
-                "unknown engagement {engagement_id}"
-            )));
-        }
-        let stream = self.shared.stream_of(engagement_id).ok_or_else(|| {
-            SimError::BadRequest(format!("engagement {engagement_id} has no running stream"))
-        })?;
-        self.shared.set_paused(&stream, paused);
-        Ok(())
-    }
-}
-
-impl Shared {
-    pub(crate) fn self_arc(&self) -> Option<Arc<Shared>> {
-        self.me.upgrade()
-    }
 }
 
 /// The whole simulator: Zoom's HTTP side, RTMS, control, client side.
@@ -561,7 +307,8 @@ fn router(handle: SimHandle) -> Router {
     use axum::http::{HeaderValue, header};
     use tower_http::set_header::SetResponseHeaderLayer;
     Router::new()
-        .merge(oauth::router(handle.clone()))
+        .merge(oauth::router())
+        .merge(api::router(handle.clone()))
         .merge(rtms::router())
         .merge(control::router())
         .merge(client::router())
@@ -573,8 +320,8 @@ fn router(handle: SimHandle) -> Router {
         .with_state(handle)
 }
 
-async fn not_found(uri: axum::http::Uri) -> crate::error::AppError {
-    crate::error::AppError::NotFound(format!("no simulator route for {}", uri.path()))
+async fn not_found(uri: axum::http::Uri) -> SimError {
+    SimError::NotFound(format!("no simulator route for {}", uri.path()))
 }
 
 impl Simulator {
@@ -602,8 +349,7 @@ impl Simulator {
         ))?;
         let media_url = format!("{ws}://{host}:{}{}", addr.port(), rtms::MEDIA_PATH);
         let sdk_js = client::sdk_script(cfg.apps_sdk.as_deref())?;
-        let tls_client = crate::tls::client_config(None)?;
-        let http_client = crate::tls::http_client(&tls_client)?;
+        let http_client = net::http_client()?;
         let (webhook_tx, webhook_rx) = mpsc::unbounded_channel();
         let (client_tx, _) = broadcast::channel(64);
         let tracker = TaskTracker::new();
@@ -711,28 +457,10 @@ impl Simulator {
 
 /// `zcc-rtms simulate`: run a simulator until `shutdown`, printing the ready line.
 pub async fn run_cli(
-    args: crate::config::SimulateArgs,
+    args: SimulateArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let mut cfg = SimConfig::generated();
-    cfg.listen = args.listen;
-    cfg.app_url = args.app_url;
-    cfg.tls = args.tls;
-    cfg.keepalive = Duration::from_millis(args.keepalive_ms.max(1));
-    cfg.apps_sdk = args.apps_sdk;
-    if args.no_buffer_data {
-        cfg.max_buffered = Duration::ZERO;
-    }
-    if let Some(id) = args.credentials.client_id {
-        cfg.client_id = id;
-    }
-    if let Some(secret) = args.credentials.client_secret {
-        cfg.client_secret = Secret::new(secret);
-    }
-    if let Some(token) = args.credentials.secret_token {
-        cfg.secret_token = Secret::new(token);
-    }
-    let sim = Simulator::build(cfg).await?;
+    let sim = Simulator::build(args.config()).await?;
     println!("{}", sim.ready_line());
     sim.run_until_stopped(shutdown).await
 }

@@ -1,11 +1,16 @@
 //! The simulator's world: users and accounts, engagements, RTMS streams,
 //! OAuth codes and tokens. One `Shared` per simulator, behind the handle.
 //!
+//! `Shared`'s methods live with what they own: the world's (users,
+//! engagements, lookups) here; a stream's lifecycle in `rtms/lifecycle.rs`
+//! and its voice events in `rtms/events.rs`; faults in `faults.rs`; queueing
+//! webhooks in `webhooks.rs`.
+//!
 //! Locks are std mutexes held only for short, non-async sections; a stream
 //! has its own lock so thousands of streams do not contend on one.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Message;
@@ -20,7 +25,7 @@ use super::protocol::MediaRequest;
 use super::stats::Stats;
 use super::webhooks::Outgoing;
 use super::{ClientEvent, SimConfig, SimEngagement, SimUser};
-use crate::time::now_ms;
+use crate::util::now_ms;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -248,8 +253,9 @@ impl Stream {
 }
 
 impl Shared {
-    pub fn stop_answering(&self) -> bool {
-        self.stop_answering.load(Ordering::Relaxed)
+    /// Itself as an owned handle, for tasks it spawns (None while dropping).
+    pub(crate) fn self_arc(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
     }
 
     pub fn engagement(&self, id: &str) -> Option<SimEngagement> {
@@ -310,7 +316,7 @@ impl Shared {
                     "direction": "inbound",
                     "queue_name": "Support",
                     "user_id": engagement.user_id,
-                    "start_time": crate::time::rfc3339_ms(engagement.started_at_ms),
+                    "start_time": crate::util::rfc3339_ms(engagement.started_at_ms),
                 },
             }),
         );
@@ -353,7 +359,7 @@ impl Shared {
                     "engagement_id": ended.engagement_id,
                     "channel": "voice",
                     "user_id": ended.user_id,
-                    "end_time": crate::time::rfc3339_ms(ended.ended_at_ms.unwrap_or_default()),
+                    "end_time": crate::util::rfc3339_ms(ended.ended_at_ms.unwrap_or_default()),
                 },
             }),
         );
@@ -371,22 +377,5 @@ impl Shared {
 
     pub fn stream(&self, stream_id: &str) -> Option<Arc<Stream>> {
         lock(&self.state).streams.get(stream_id).cloned()
-    }
-
-    /// Queue a webhook `{event, event_ts, payload}`.
-    pub fn webhook(&self, event: &str, payload: serde_json::Value) {
-        let event_ts = now_ms();
-        let body = serde_json::json!({
-            "event": event,
-            "event_ts": event_ts,
-            "payload": payload,
-        })
-        .to_string();
-        let _ = self.webhook_tx.send(Outgoing {
-            event: event.to_owned(),
-            event_ts,
-            body,
-            attempt: 0,
-        });
     }
 }

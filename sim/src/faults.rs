@@ -1,4 +1,5 @@
-//! Fault switches (`POST /sim/faults`, [`super::SimHandle::apply_faults`]).
+//! Fault switches (`POST /sim/faults`, [`super::SimHandle::apply_faults`]):
+//! what a request may ask, the switches' state, and applying a request.
 //!
 //! A request is a JSON object; every field is optional and only the given
 //! ones change anything. Switches (`stop_answering`, `duplicate_signaling`,
@@ -7,7 +8,13 @@
 //! occurrences; actions (`drop`, `expire_tokens`, `revoke_refresh_tokens`,
 //! `resend_started`, `interrupt`, `tamper_next_app_context`) happen at once.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use serde::{Deserialize, Serialize};
+
+use crate::SimError;
+use crate::state::{Ending, Shared, Stream, lock};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +195,146 @@ fn take<T: Clone>(slot: &mut Option<T>, count: impl Fn(&mut T) -> &mut u32) -> O
         *slot = None;
     }
     Some(out)
+}
+
+impl Shared {
+    /// The `stop_answering` switch (read on every frame and keep-alive).
+    pub fn stop_answering(&self) -> bool {
+        self.stop_answering.load(Ordering::Relaxed)
+    }
+
+    /// Apply a fault request (the body of `POST /sim/faults`); returns what
+    /// was done, e.g. `["drop: 2 sockets"]`.
+    pub(crate) fn apply_faults(&self, req: FaultRequest) -> Result<Vec<String>, SimError> {
+        let shared = self;
+        let mut done = Vec::new();
+        // Validate everything that can fail before changing anything.
+        for id in [&req.resend_started, &req.interrupt].into_iter().flatten() {
+            if shared.engagement(id).is_none() {
+                return Err(SimError::NotFound(format!("unknown engagement {id}")));
+            }
+        }
+        if let Some(f) = req.fail_rest.as_ref().or(req.fail_token.as_ref())
+            && !(400..=599).contains(&f.status)
+        {
+            return Err(SimError::BadRequest("fail status must be 400–599".into()));
+        }
+        {
+            let mut f = lock(&shared.faults);
+            if let Some(v) = req.stop_answering {
+                f.stop_answering = v;
+                shared.stop_answering.store(v, Ordering::Relaxed);
+                done.push(format!("stop_answering: {v}"));
+            }
+            if let Some(r) = req.refuse_handshakes {
+                done.push(format!(
+                    "refuse_handshakes: next {} with status {}",
+                    r.count, r.status_code
+                ));
+                f.refuse_handshakes = (r.count > 0).then_some(r);
+            }
+            if let Some(r) = req.fail_rest {
+                done.push(format!("fail_rest: next {} with {}", r.count, r.status));
+                f.fail_rest = (r.count > 0).then_some(r);
+            }
+            if let Some(r) = req.fail_token {
+                done.push(format!("fail_token: next {} with {}", r.count, r.status));
+                f.fail_token = (r.count > 0).then_some(r);
+            }
+            if let Some(n) = req.duplicate_webhooks {
+                f.duplicate_webhooks = n;
+                done.push(format!("duplicate_webhooks: next {n}"));
+            }
+            if let Some(v) = req.tamper_next_app_context {
+                f.tamper_next_app_context = v;
+                done.push(format!("tamper_next_app_context: {v}"));
+            }
+            if let Some(v) = req.duplicate_signaling {
+                f.duplicate_signaling = v;
+                done.push(format!("duplicate_signaling: {v:?}"));
+            }
+            if let Some(v) = req.participant_info {
+                f.participant_info = v;
+                done.push(format!("participant_info: {:?}", v.keys()));
+            }
+        }
+        if req.expire_tokens == Some(true) {
+            let now = tokio::time::Instant::now();
+            let mut st = lock(&shared.state);
+            for t in st.access.values_mut() {
+                t.expires = now;
+            }
+            done.push(format!("expire_tokens: {}", st.access.len()));
+        }
+        if req.revoke_refresh_tokens == Some(true) {
+            let mut st = lock(&shared.state);
+            let n = st.refresh.len();
+            st.refresh.clear();
+            done.push(format!("revoke_refresh_tokens: {n}"));
+        }
+        if let Some(d) = req.drop {
+            let ending = match d.mode {
+                DropMode::Close => Ending::Close(
+                    d.code.unwrap_or(1000),
+                    "dropped by a simulator fault".into(),
+                ),
+                DropMode::Abort => Ending::Abort,
+            };
+            let n = shared.drop_sockets(d.engagement_id.as_deref(), d.socket, ending);
+            done.push(format!("drop: {n} sockets"));
+        }
+        if let Some(id) = req.resend_started {
+            let stream = shared.stream_of(&id).ok_or_else(|| {
+                SimError::BadRequest(format!("engagement {id} has no running stream"))
+            })?;
+            shared.announce_started(&stream);
+            done.push("resend_started".into());
+        }
+        if let Some(id) = req.interrupt {
+            if shared.stream_of(&id).is_none() {
+                return Err(SimError::BadRequest(format!(
+                    "engagement {id} has no running stream"
+                )));
+            }
+            let n = shared.drop_sockets(Some(&id), SocketKind::All, Ending::Abort);
+            done.push(format!("interrupt: {n} sockets"));
+        }
+        Ok(done)
+    }
+
+    /// Drop sockets of one stream or all (fault).
+    pub(crate) fn drop_sockets(
+        &self,
+        only: Option<&str>,
+        kind: SocketKind,
+        ending: Ending,
+    ) -> usize {
+        let streams: Vec<Arc<Stream>> = {
+            let st = lock(&self.state);
+            st.streams
+                .values()
+                .filter(|s| only.is_none_or(|e| s.engagement_id == e))
+                .cloned()
+                .collect()
+        };
+        let mut n = 0;
+        for s in streams {
+            let inner = s.lock();
+            if matches!(kind, SocketKind::Signaling | SocketKind::All)
+                && let Some(sig) = &inner.signaling
+            {
+                sig.end(ending.clone());
+                n += 1;
+            }
+            if matches!(kind, SocketKind::Media | SocketKind::All) {
+                for m in &inner.media {
+                    m.peer.end(ending.clone());
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
 }
 
 #[cfg(test)]

@@ -1,22 +1,23 @@
-//! `TestApp`: the simulator and the app on port 0 with a fresh data dir, with
-//! methods for what most tests do (GET, post a webhook, open the live feed);
-//! the SSE reader, webhook signing, `eventually` and `on_both_stores!`.
-//! Waits are bounded; nothing sleeps blindly.
+//! `TestApp`: the simulator and the app on port 0 with a fresh data dir,
+//! started and stopped in this process, with one method per route the tests
+//! call (GET, post a webhook, open the live feed, …). Owns the app's
+//! clients (anonymous, operator); never a second instance (`rig`) or the
+//! real binary (`binary`). Waits are bounded; nothing sleeps blindly.
 
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use zcc_rtms::config::{CredentialArgs, ServeArgs};
-use zcc_rtms::sim::{SimConfig, SimHandle, Simulator};
 use zcc_rtms::{App, AppState, Config};
+use zoom_sim::{SimConfig, SimHandle, Simulator};
 
-pub const WAIT: Duration = Duration::from_secs(15);
+use super::sse::{Sse, streaming_client};
+use super::{WAIT, init, now_secs, sign};
 
 pub struct TestApp {
     pub base: String,
@@ -58,14 +59,9 @@ impl Default for Options {
     }
 }
 
-pub fn init() {
-    zcc_rtms::tls::install_crypto_provider();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+/// `Options::tweak` for recording on: `RECORDINGS_DIR` under the data dir.
+pub fn with_recordings(args: &mut ServeArgs) {
+    args.recordings_dir = args.data_dir.as_ref().map(|d| d.join("recordings"));
 }
 
 fn stopper() -> (
@@ -216,6 +212,74 @@ impl TestApp {
         resp.text().await.expect("body")
     }
 
+    /// `GET /health` (anyone).
+    pub async fn health(&self) -> Value {
+        self.get_json("/health").await
+    }
+
+    /// `GET /ready` (anyone), expecting 200.
+    pub async fn ready(&self) -> Value {
+        self.get_json("/ready").await
+    }
+
+    /// `GET /api/engagement/active` as the operator.
+    pub async fn active(&self) -> Value {
+        self.get_json("/api/engagement/active").await
+    }
+
+    /// The engagement ids in the operator's `/api/engagement/active` list.
+    pub async fn active_ids(&self) -> Vec<String> {
+        self.active().await["engagements"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|e| e["engagement_id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `GET /api/webhooks/events` (the status lines, newest first) as the
+    /// operator: every line, or one engagement's.
+    pub async fn status_events(&self, engagement_id: Option<&str>) -> Value {
+        match engagement_id {
+            Some(id) => {
+                self.get_json(&format!("/api/webhooks/events?engagement_id={id}"))
+                    .await
+            }
+            None => self.get_json("/api/webhooks/events").await,
+        }
+    }
+
+    /// The messages of [`TestApp::status_events`], newest first.
+    pub async fn status_messages(&self, engagement_id: Option<&str>) -> Vec<String> {
+        messages(&self.status_events(engagement_id).await)
+    }
+
+    /// `GET /api/stats` as the operator.
+    pub async fn stats(&self) -> Value {
+        self.get_json("/api/stats").await
+    }
+
+    /// `GET /api/recordings?engagement_id=…` as the operator.
+    pub async fn recordings(&self, engagement_id: &str) -> reqwest::Response {
+        self.operator
+            .get(self.url(&format!("/api/recordings?engagement_id={engagement_id}")))
+            .send()
+            .await
+            .expect("GET /api/recordings")
+    }
+
+    /// `GET /api/recordings/{engagement_id}/{file}` as the operator, by the
+    /// `url` a listing gave.
+    pub async fn recording_file(&self, url: &str) -> reqwest::Response {
+        self.operator
+            .get(self.url(url))
+            .send()
+            .await
+            .expect("GET a recording")
+    }
+
     /// POST a webhook body signed as Zoom signs it, timestamp now.
     pub async fn post_webhook(&self, event: &Value) -> reqwest::Response {
         let body = serde_json::to_vec(event).expect("json");
@@ -258,6 +322,17 @@ impl TestApp {
         Sse::open_with(req).await
     }
 
+    /// Open the SSE feed as the browser holding `cookie` (the session
+    /// cookie's `name=value`).
+    pub async fn events_as(&self, cookie: &str) -> Sse {
+        Sse::open_with(
+            streaming_client()
+                .get(self.url("/api/events"))
+                .header(reqwest::header::COOKIE, cookie),
+        )
+        .await
+    }
+
     /// Stop the app (and the simulator) and wait for both to finish.
     pub async fn shutdown(mut self) {
         self.stop_app().await;
@@ -287,35 +362,6 @@ impl TestApp {
     }
 }
 
-pub struct Sse {
-    stream:
-        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct SseEvent {
-    pub event: String,
-    pub data: Value,
-}
-
-/// One read of a feed: an event, the end of the stream (the server closed
-/// it, or it broke), or nothing within the time given (still open).
-#[derive(Debug)]
-pub enum SseRead {
-    Event(SseEvent),
-    Ended,
-    TimedOut,
-}
-
-/// For SSE: no overall timeout (the feed stays open), connect bounded.
-pub fn streaming_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(WAIT)
-        .build()
-        .expect("client")
-}
-
 /// A client that sends `Authorization: Bearer <token>` (none when empty).
 pub fn operator_client(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -333,163 +379,14 @@ pub fn operator_client(token: &str) -> reqwest::Client {
         .expect("client")
 }
 
-impl Sse {
-    /// Open as an anonymous caller (demo mode).
-    pub async fn open(url: &str) -> Sse {
-        Self::open_with(reqwest::Client::new().get(url)).await
-    }
-
-    /// Open with a prepared request (a cookie, a token); expects 200.
-    pub async fn open_with(req: reqwest::RequestBuilder) -> Sse {
-        let resp = req.send().await.expect("SSE");
-        assert_eq!(resp.status(), 200, "SSE refused");
-        Self::from_response(resp)
-    }
-
-    pub fn from_response(resp: reqwest::Response) -> Sse {
-        Sse {
-            stream: Box::pin(resp.bytes_stream()),
-            buf: String::new(),
-        }
-    }
-
-    /// The next event; None when the stream ended. Nothing within `WAIT`
-    /// is a failure: the feed is open and silent.
-    pub async fn next(&mut self) -> Option<SseEvent> {
-        match self.read_within(WAIT).await {
-            SseRead::Event(ev) => Some(ev),
-            SseRead::Ended => None,
-            SseRead::TimedOut => panic!("SSE: no event within {WAIT:?}"),
-        }
-    }
-
-    /// The next event within `within`; None when the stream ended *or* the
-    /// time passed. Use [`Sse::read_within`] when the difference matters.
-    pub async fn next_within(&mut self, within: Duration) -> Option<SseEvent> {
-        match self.read_within(within).await {
-            SseRead::Event(ev) => Some(ev),
-            SseRead::Ended | SseRead::TimedOut => None,
-        }
-    }
-
-    /// The next event, the end of the stream, or a timeout after `within`.
-    pub async fn read_within(&mut self, within: Duration) -> SseRead {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(pos) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..pos + 2).collect();
-                let mut event = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue; // keep-alive comment
-                }
-                let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                return SseRead::Event(SseEvent { event, data });
-            }
-            match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Err(_) => return SseRead::TimedOut,
-                Ok(None | Some(Err(_))) => return SseRead::Ended,
-                Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
-            }
-        }
-    }
-
-    /// Skip events until one matches, within `WAIT`.
-    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&SseEvent) -> bool) -> SseEvent {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.read_within(left).await {
-                SseRead::Event(ev) if pred(&ev) => return ev,
-                SseRead::Event(_) => continue,
-                SseRead::Ended => panic!("SSE: the stream ended before {what}"),
-                SseRead::TimedOut => panic!("SSE: no {what} within {WAIT:?}"),
-            }
-        }
-    }
-
-    /// Wait for a status line with exactly this message.
-    pub async fn wait_for_status(&mut self, message: &str) -> SseEvent {
-        self.wait_for(message, |ev| {
-            ev.event == "status" && ev.data["message"] == message
+/// The `message`s of a `/api/webhooks/events` answer, in its order.
+pub fn messages(events: &Value) -> Vec<String> {
+    events["events"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e["message"].as_str().map(str::to_owned))
+                .collect()
         })
-        .await
-    }
+        .unwrap_or_default()
 }
-
-/// `x-zm-signature` for `body` sent at `ts` (any text: tests sign bad
-/// timestamps too), made as Zoom makes it — by the simulator's signer, which
-/// is written apart from the app's verifier (`zcc_rtms::sim::sign`).
-pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
-    zcc_rtms::sim::sign::webhook_signature_at(secret, ts, body)
-}
-
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
-/// Poll `check` every 20 ms until it returns Some, within `WAIT`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// One test per store backend: for each `name`, `name::embedded` and
-/// `name::redis`, each calling `name(setup(Kind::…).await)` on a
-/// multi-threaded runtime. `setup` defaults to `Rig::spawn` (the app and
-/// the simulator on that store) and `workers` to 2:
-///
-/// `on_both_stores!(a, b)`, `on_both_stores!(workers = 4; a)`,
-/// `on_both_stores!(setup = Fixture::new; a)` (paths as seen from the
-/// calling module).
-macro_rules! on_both_stores {
-    (setup = $setup:path, workers = $workers:tt; $($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-            async fn embedded() {
-                super::$name($setup($crate::store::Kind::Embedded).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-            async fn redis() {
-                super::$name($setup($crate::store::Kind::Redis).await).await;
-            }
-        }
-    )*};
-    (setup = $setup:path; $($name:ident),* $(,)?) => {
-        $crate::helpers::on_both_stores!(setup = $setup, workers = 2; $($name),*);
-    };
-    (workers = $workers:tt; $($name:ident),* $(,)?) => {
-        $crate::helpers::on_both_stores!(
-            setup = $crate::auth_harness::Rig::spawn, workers = $workers; $($name),*
-        );
-    };
-    ($($name:ident),* $(,)?) => {
-        $crate::helpers::on_both_stores!(workers = 2; $($name),*);
-    };
-}
-pub(crate) use on_both_stores;

@@ -342,7 +342,6 @@ mod tests {
         let t = tamper(url);
         assert_ne!(t, url);
         assert_eq!(t.len(), url.len());
-        let err = crate::context::decrypt(&t, "test_client_secret_123").expect_err("tampered");
-        assert_eq!(err, crate::context::ContextError::Decrypt);
+        // That the app refuses it is checked on the app's side (`context.rs`).
     }
 }
