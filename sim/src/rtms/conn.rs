@@ -411,25 +411,16 @@ async fn run_socket(
                     ClientMsg::ClientReady => shared.client_ready(stream, matches!(role, SocketRole::Media(_)).then_some(ci.ctl.id)),
                     ClientMsg::EventSubscription(events) if role == SocketRole::Signaling => shared.subscribe(stream, &events),
                     ClientMsg::SessionStateReq { rtms_session_id } if role == SocketRole::Signaling => {
+                        let id = rtms_session_id.unwrap_or_else(|| stream.session_id.clone());
                         let st = session_state_of(lock(&stream.inner).phase);
-                        let text = json!({
-                            "msg_type": protocol::MSG_SESSION_STATE_RESP,
-                            "rtms_session_id": rtms_session_id.unwrap_or_else(|| stream.session_id.clone()),
-                            "state": st,
-                            "timestamp": now_ms(),
-                        }).to_string();
+                        let text = state_answer(protocol::MSG_SESSION_STATE_RESP, "rtms_session_id", &id, st);
                         if sink.send(Message::Text(text.into())).await.is_err() {
                             return Exit::ClientGone;
                         }
                     }
                     ClientMsg::StreamStateReq if role == SocketRole::Signaling => {
                         let st = stream_state_of(lock(&stream.inner).phase);
-                        let text = json!({
-                            "msg_type": protocol::MSG_STREAM_STATE_RESP,
-                            "rtms_stream_id": stream.id,
-                            "state": st,
-                            "timestamp": now_ms(),
-                        }).to_string();
+                        let text = state_answer(protocol::MSG_STREAM_STATE_RESP, "rtms_stream_id", &stream.id, st);
                         if sink.send(Message::Text(text.into())).await.is_err() {
                             return Exit::ClientGone;
                         }
@@ -458,6 +449,16 @@ async fn run_socket(
             },
         }
     }
+}
+
+/// The answer to a session or stream state request.
+fn state_answer(msg_type: i64, id_key: &str, id: &str, state: i64) -> String {
+    let mut v = serde_json::Map::new();
+    v.insert("msg_type".into(), json!(msg_type));
+    v.insert(id_key.into(), json!(id));
+    v.insert("state".into(), json!(state));
+    v.insert("timestamp".into(), json!(now_ms()));
+    Value::Object(v).to_string()
 }
 
 fn session_state_of(phase: Phase) -> i64 {
