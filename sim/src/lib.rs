@@ -1,6 +1,7 @@
 //! A local Zoom: OAuth, REST, signed webhooks, the RTMS signaling and media
 //! WebSocket servers, the simulated web client with the Zoom Apps SDK (Zoom's
-//! own from npm, or a stand-in), fault switches and counters. Used by the tests, by demo mode and by `zcc-rtms simulate`.
+//! own from npm, or a stand-in), fault switches and counters. Used by the
+//! tests, by demo mode and by `zcc-rtms simulate`.
 //!
 //! A crate of its own that does not depend on the app: it shares no state and
 //! no code with it and talks to it only over HTTP and WebSockets, exactly as
