@@ -9,243 +9,33 @@
 //! Mode: with none of `ZOOM_APP_CLIENT_ID`, `ZOOM_APP_CLIENT_SECRET`,
 //! `ZOOM_SECRET_TOKEN` set the app runs in demo mode against the built-in
 //! simulator; with all three set it talks to Zoom; a partial set is an error.
+//!
+//! Here: the validated [`Config`] and its parts, and `Config::from_args`,
+//! which checks every raw flag. The flags themselves are in `cli`, the
+//! single-value parsers in `parse`, who-may-do-what and the edge's limits in
+//! `access`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
 use url::Url;
 
 use crate::secret::Secret;
 use crate::store::TokenKey;
 
 mod access;
+mod cli;
+mod parse;
 pub use access::{AccessConfig, DEFAULT_CLIENT_ORIGINS, EdgeConfig};
 use access::{access_config, edge_config};
+pub use cli::{Cli, Command, CredentialArgs, HealthcheckArgs, ServeArgs};
+use parse::{at_least, opt_url, parse_bool, parse_key, parse_port};
 
 pub const DEFAULT_PORT: u16 = 3001;
 pub const DEFAULT_ZOOM_HOST: &str = "https://zoom.us";
 pub const DEFAULT_ZOOM_API_URL: &str = "https://api.zoom.us/v2";
 pub const DEFAULT_APPS_SDK_URL: &str = "https://appssdk.zoom.us/sdk.min.js";
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "zcc-rtms",
-    version,
-    about = "Zoom Contact Center RTMS app (serve), Zoom simulator (simulate), set-up check (doctor)"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub serve: ServeArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the app (the default).
-    Serve(ServeArgs),
-    /// Run the Zoom simulator on its own.
-    Simulate(zoom_sim::SimulateArgs),
-    /// Check the configuration and what it points at, then exit.
-    Doctor(ServeArgs),
-    /// Ask the app running on this host for `GET /health`; exit 0 when it
-    /// answers ok (the container health check: no shell or curl needed).
-    Healthcheck(HealthcheckArgs),
-}
-
-#[derive(Debug, Clone, Args, Default)]
-pub struct HealthcheckArgs {
-    /// Port the app listens on (as it was started).
-    #[arg(long = "port", env = "BACKEND_PORT")]
-    pub port: Option<String>,
-}
-
-impl HealthcheckArgs {
-    /// The port to ask: `BACKEND_PORT` as the app reads it (0 is refused:
-    /// a running app never listens there).
-    pub fn port(&self) -> Result<u16, ConfigError> {
-        match parse_port(self.port.as_deref())? {
-            0 => Err(ConfigError::Malformed {
-                var: "BACKEND_PORT",
-                reason: "0 picks a free port at start: pass the port the app took".into(),
-            }),
-            p => Ok(p),
-        }
-    }
-}
-
-/// The Zoom app credentials the app runs with.
-#[derive(Clone, Args, Default)]
-pub struct CredentialArgs {
-    /// OAuth client id of the Zoom app.
-    #[arg(long, env = "ZOOM_APP_CLIENT_ID")]
-    pub client_id: Option<String>,
-    /// OAuth client secret of the Zoom app (also keys the RTMS signature and the app context).
-    #[arg(long, env = "ZOOM_APP_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<String>,
-    /// Webhook secret token (Event Subscriptions).
-    #[arg(long, env = "ZOOM_SECRET_TOKEN", hide_env_values = true)]
-    pub secret_token: Option<String>,
-}
-
-#[derive(Clone, Args, Default)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub credentials: CredentialArgs,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long = "port", env = "BACKEND_PORT")]
-    pub port: Option<String>,
-    /// Address to bind.
-    #[arg(long = "bind", env = "BIND_ADDR")]
-    pub bind: Option<String>,
-    /// Public https URL of this app (webhooks, OAuth redirect).
-    #[arg(long, env = "PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// Where the browser goes after the OAuth install.
-    #[arg(long, env = "FRONTEND_URL")]
-    pub frontend_url: Option<String>,
-    /// OAuth redirect URL (default `{PUBLIC_URL}/api/auth/callback`).
-    #[arg(long, env = "ZOOM_REDIRECT_URL")]
-    pub redirect_url: Option<String>,
-    /// Zoom OAuth host.
-    #[arg(long, env = "ZOOM_HOST")]
-    pub zoom_host: Option<String>,
-    /// Zoom REST base URL.
-    #[arg(long, env = "ZOOM_API_URL")]
-    pub zoom_api_url: Option<String>,
-    /// Extra root certificate (PEM) trusted for Zoom HTTPS and RTMS wss, e.g. a simulator's CA.
-    #[arg(long, env = "ZOOM_CA_CERT")]
-    pub zoom_ca_cert: Option<PathBuf>,
-    /// Zoom Apps SDK script URL; the CSP `script-src` follows its origin.
-    #[arg(long, env = "ZOOM_APPS_SDK_URL")]
-    pub apps_sdk_url: Option<String>,
-    /// Redis URL; when set, state is shared through Redis (`rediss://` for TLS).
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// Root certificate (PEM) trusted for a `rediss://` Redis instead of the system's.
-    #[arg(long, env = "REDIS_CA_CERT")]
-    pub redis_ca_cert: Option<PathBuf>,
-    /// Secret for signing sessions and OAuth state (at least 32 characters).
-    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
-    pub session_secret: Option<String>,
-    /// Key (64 hex chars or base64 of 32 bytes) encrypting tokens at rest.
-    #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
-    pub token_encryption_key: Option<String>,
-    /// Prefix of every store key (several apps can share one Redis).
-    #[arg(long, env = "STORE_PREFIX")]
-    pub store_prefix: Option<String>,
-    /// Directory of the embedded store.
-    #[arg(long, env = "DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Log format: `pretty` or `json`.
-    #[arg(long, env = "LOG_FORMAT")]
-    pub log_format: Option<String>,
-    /// Most RTMS streams consumed at once by this instance.
-    #[arg(long, env = "RTMS_MAX_STREAMS")]
-    pub max_streams: Option<String>,
-    /// Milliseconds without any message from Zoom before an RTMS connection counts as lost.
-    #[arg(long, env = "RTMS_IDLE_TIMEOUT_MS")]
-    pub rtms_idle_timeout_ms: Option<String>,
-    /// Milliseconds a stream lease lives between renewals (with Redis).
-    #[arg(long, env = "RTMS_LEASE_TTL_MS")]
-    pub rtms_lease_ttl_ms: Option<String>,
-    /// Milliseconds another instance's unfinished webhook waits before this one takes it over (with Redis).
-    #[arg(long, env = "INBOX_CLAIM_IDLE_MS")]
-    pub inbox_claim_idle_ms: Option<String>,
-    /// Seconds after which an engagement never reported ended is closed.
-    #[arg(long, env = "ENGAGEMENT_MAX_AGE_SECS")]
-    pub engagement_max_age_secs: Option<String>,
-    /// In demo mode: do not drive engagements automatically.
-    #[arg(long, env = "DEMO_MANUAL")]
-    pub demo_manual: Option<String>,
-    /// Redis URL of the feed for downstream consumers (lifecycle events and
-    /// transcript lines on a Redis stream); unset = no feed.
-    #[arg(long, env = "SINK_REDIS_URL", hide_env_values = true)]
-    pub sink_redis_url: Option<String>,
-    /// Publish every audio frame to the feed too (`true`/`false`).
-    #[arg(long, env = "SINK_AUDIO")]
-    pub sink_audio: Option<String>,
-    /// About how many entries the feed's events stream keeps.
-    #[arg(long, env = "SINK_EVENTS_MAXLEN")]
-    pub sink_events_maxlen: Option<String>,
-    /// About how many frames each engagement's audio stream keeps.
-    #[arg(long, env = "SINK_AUDIO_MAXLEN")]
-    pub sink_audio_maxlen: Option<String>,
-    /// Operator bearer token (at least 32 characters): read-only view of everything and `/api/stats`.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Zoom user ids that see every engagement of their own account (comma-separated).
-    #[arg(long, env = "SUPERVISOR_USER_IDS")]
-    pub supervisor_user_ids: Option<String>,
-    /// Origins, besides the app's own, allowed to make state-changing requests (comma-separated; `*.` wildcards).
-    #[arg(long, env = "ZOOM_CLIENT_ORIGINS")]
-    pub zoom_client_origins: Option<String>,
-    /// Milliseconds a connection may take to send a request's headers; also the idle keep-alive limit.
-    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS")]
-    pub http_header_timeout_ms: Option<String>,
-    /// Milliseconds a request body may take to arrive.
-    #[arg(long, env = "HTTP_BODY_TIMEOUT_MS")]
-    pub http_body_timeout_ms: Option<String>,
-    /// Most open client connections at once.
-    #[arg(long, env = "HTTP_MAX_CONNECTIONS")]
-    pub http_max_connections: Option<String>,
-    /// Most live-feed (SSE) subscribers at once, overall.
-    #[arg(long, env = "SSE_MAX_SUBSCRIBERS")]
-    pub sse_max_subscribers: Option<String>,
-    /// Most live-feed (SSE) subscribers at once per session (per user; per address when anonymous in demo).
-    #[arg(long, env = "SSE_MAX_PER_SESSION")]
-    pub sse_max_per_session: Option<String>,
-    /// Requests per minute per client address on the anonymous routes that write.
-    #[arg(long, env = "RATE_LIMIT_PER_MINUTE")]
-    pub rate_limit_per_minute: Option<String>,
-    /// Burst allowed above that rate.
-    #[arg(long, env = "RATE_LIMIT_BURST")]
-    pub rate_limit_burst: Option<String>,
-    /// Record calls (one WAV per engagement and channel) under this directory.
-    #[arg(long, env = "RECORDINGS_DIR")]
-    pub recordings_dir: Option<PathBuf>,
-    #[arg(long, env = "RECORDINGS_RETENTION_DAYS")]
-    pub recordings_retention_days: Option<String>,
-}
-
-/// `Some("***")` for a set secret, so `Debug` output shows presence only.
-fn redacted(v: &Option<String>) -> Option<&'static str> {
-    v.as_ref().map(|_| "***")
-}
-
-impl std::fmt::Debug for CredentialArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialArgs")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &redacted(&self.client_secret))
-            .field("secret_token", &redacted(&self.secret_token))
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for ServeArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServeArgs")
-            .field("credentials", &self.credentials)
-            .field("port", &self.port)
-            .field("bind", &self.bind)
-            .field("public_url", &self.public_url)
-            .field("zoom_host", &self.zoom_host)
-            .field("zoom_api_url", &self.zoom_api_url)
-            .field("redis_url", &redacted(&self.redis_url))
-            .field("sink_redis_url", &redacted(&self.sink_redis_url))
-            .field("session_secret", &redacted(&self.session_secret))
-            .field(
-                "token_encryption_key",
-                &redacted(&self.token_encryption_key),
-            )
-            .field("data_dir", &self.data_dir)
-            .field("admin_token", &redacted(&self.admin_token))
-            .finish_non_exhaustive()
-    }
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -573,57 +363,6 @@ impl Config {
     }
 }
 
-fn parse_port(raw: Option<&str>) -> Result<u16, ConfigError> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(DEFAULT_PORT),
-        Some(p) => p.parse::<u16>().map_err(|e| ConfigError::Malformed {
-            var: "BACKEND_PORT",
-            reason: format!("{p:?} is not a port number ({e})"),
-        }),
-    }
-}
-
-fn opt_url(var: &'static str, raw: &Option<String>) -> Result<Option<Url>, ConfigError> {
-    match raw.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(s) => {
-            let url = Url::parse(s).map_err(|e| ConfigError::Malformed {
-                var,
-                reason: format!("{s:?} is not a URL ({e})"),
-            })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(ConfigError::Malformed {
-                    var,
-                    reason: format!("{s:?} must be an http or https URL"),
-                });
-            }
-            Ok(Some(url))
-        }
-    }
-}
-
-/// A number no smaller than `min`, or None when the variable is unset or
-/// blank; anything else names the variable and says what was expected.
-fn at_least<T: std::str::FromStr + PartialOrd>(
-    var: &'static str,
-    raw: Option<&str>,
-    min: T,
-    what: &str,
-) -> Result<Option<T>, ConfigError> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(s) => s
-            .parse::<T>()
-            .ok()
-            .filter(|n| *n >= min)
-            .map(Some)
-            .ok_or_else(|| ConfigError::Malformed {
-                var,
-                reason: format!("{s:?} is not {what}"),
-            }),
-    }
-}
-
 /// `RECORDINGS_DIR` (blank = off) and `RECORDINGS_RETENTION_DAYS`.
 fn recordings_config(
     args: &ServeArgs,
@@ -675,32 +414,6 @@ fn sink_config(args: &ServeArgs) -> Result<Option<crate::sink::SinkConfig>, Conf
             crate::sink::DEFAULT_AUDIO_MAX_LEN,
         )?,
     }))
-}
-
-fn parse_bool(raw: Option<&str>) -> bool {
-    matches!(
-        raw.map(|s| s.trim().to_ascii_lowercase()).as_deref(),
-        Some("1" | "true" | "yes" | "on")
-    )
-}
-
-fn parse_key(raw: &str) -> Result<[u8; 32], ConfigError> {
-    use base64::Engine as _;
-    let raw = raw.trim();
-    let bytes = if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(raw).ok()
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(raw)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw))
-            .ok()
-    };
-    bytes
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .ok_or_else(|| ConfigError::Malformed {
-            var: "TOKEN_ENCRYPTION_KEY",
-            reason: "must be 32 bytes as 64 hex characters or base64".into(),
-        })
 }
 
 #[cfg(test)]
@@ -764,22 +477,6 @@ mod tests {
         args.port = Some("eighty".into());
         let err = Config::from_args(&args).expect_err("bad port");
         assert!(err.to_string().contains("BACKEND_PORT"), "{err}");
-    }
-
-    #[test]
-    fn the_health_check_asks_the_configured_port_and_never_port_zero() {
-        let port = |p: Option<&str>| {
-            HealthcheckArgs {
-                port: p.map(Into::into),
-            }
-            .port()
-        };
-        assert_eq!(port(None), Ok(DEFAULT_PORT));
-        assert_eq!(port(Some("8080")), Ok(8080));
-        for bad in ["0", "eighty"] {
-            let err = port(Some(bad)).expect_err(bad);
-            assert!(err.to_string().contains("BACKEND_PORT"), "{err}");
-        }
     }
 
     #[test]
@@ -906,12 +603,5 @@ mod tests {
             let err = Config::from_args(&args).expect_err(var);
             assert!(err.to_string().contains(var), "{err}");
         }
-    }
-
-    #[test]
-    fn token_key_accepts_hex_and_base64_and_rejects_short_keys() {
-        assert!(parse_key(&"ab".repeat(32)).is_ok());
-        assert!(parse_key("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_ok());
-        assert!(parse_key("short").is_err());
     }
 }

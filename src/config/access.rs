@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::parse::at_least;
 use super::{ConfigError, ServeArgs};
 use crate::secret::Secret;
 
@@ -73,7 +74,7 @@ fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(
     raw: Option<&str>,
     default: T,
 ) -> Result<T, ConfigError> {
-    Ok(super::at_least(var, raw, T::from(1), "a positive integer")?.unwrap_or(default))
+    Ok(at_least(var, raw, T::from(1), "a positive integer")?.unwrap_or(default))
 }
 
 pub(super) fn access_config(args: &ServeArgs) -> Result<AccessConfig, ConfigError> {
