@@ -23,7 +23,7 @@ use tracing::Instrument as _;
 use super::lease::Leases;
 use super::protocol;
 use super::session::Session;
-use super::transport::TokioWebsockets;
+use super::transport::RtmsWs;
 use super::{Control, EngineCounters, Outcome, SessionDeps, StreamSpec};
 use crate::status::Level;
 
@@ -130,7 +130,7 @@ impl RtmsManager {
         let span = tracing::info_span!("rtms", engagement_id = %spec.engagement_id, rtms_stream_id = %spec.rtms_stream_id);
         let stream_id = spec.rtms_stream_id.clone();
         let lease_spec = spec.clone();
-        let connector = TokioWebsockets::new(self.inner.deps.tls.clone());
+        let connector = RtmsWs::new(self.inner.deps.tls.clone());
         let session = Session::new(
             spec,
             self.inner.deps.clone(),

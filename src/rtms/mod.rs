@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod reconnect;
 pub mod session;
 pub mod transport;
+pub mod ws;
 
 pub use manager::RtmsManager;
 

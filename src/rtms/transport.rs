@@ -7,9 +7,13 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -18,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::polled::Tcp;
+use super::ws;
 
 /// Largest RTMS message accepted (an audio frame is ~1 KB).
 pub const MAX_MESSAGE: usize = 1 << 20;
@@ -64,7 +69,8 @@ pub trait Connect: Send + Sync + 'static {
     fn allow_read(_socket: &mut Self::Socket) {}
 }
 
-/// The real client: tungstenite over rustls.
+/// Tungstenite over rustls: the library client ours was measured against
+/// (it zero-fills a read buffer per read and keeps one per connection).
 #[derive(Clone)]
 pub struct Tungstenite {
     tls: Arc<rustls::ClientConfig>,
@@ -125,36 +131,89 @@ impl WsMessage for Message {
     }
 }
 
-/// The alternative client measured against tungstenite: tokio-websockets
-/// over rustls. Its reads go into spare buffer capacity (nothing zeroed).
-pub struct TokioWebsockets {
-    tls: tokio_websockets::Connector,
-    plain: tokio_websockets::Connector,
+/// The client in use: our own WebSocket ([`super::ws`]) over rustls. An
+/// idle socket holds no read buffer (the libraries keep 8 KiB each).
+pub struct RtmsWs {
+    tls: tokio_rustls::TlsConnector,
 }
 
-impl TokioWebsockets {
+impl RtmsWs {
     pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
         Self {
-            tls: tokio_websockets::Connector::Rustls(tokio_rustls::TlsConnector::from(tls)),
-            plain: tokio_websockets::Connector::Plain,
+            tls: tokio_rustls::TlsConnector::from(tls),
         }
     }
 }
 
-impl Connect for TokioWebsockets {
-    type Message = tokio_websockets::Message;
-    type Error = tokio_websockets::Error;
-    /// Boxed: the socket (~1.3 KB, TLS state inline) moves through the
-    /// handshake futures, and each move would otherwise take room in the
-    /// session's task for its whole life.
-    type Socket = Box<Ws>;
+/// A plain or TLS connection over a [`Tcp`].
+pub enum Conn {
+    Plain(Tcp),
+    Tls(Box<tokio_rustls::client::TlsStream<Tcp>>),
+}
+
+impl Conn {
+    fn tcp(&mut self) -> &mut Tcp {
+        match self {
+            Conn::Plain(tcp) => tcp,
+            Conn::Tls(tls) => tls.get_mut().0,
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connect for RtmsWs {
+    type Message = ws::Message;
+    type Error = ws::Error;
+    /// Boxed: the socket (TLS state inline) moves through the handshake
+    /// futures, and each move would otherwise take room in the session's
+    /// task for its whole life.
+    type Socket = Box<ws::WebSocket<Conn>>;
 
     async fn connect(&self, url: &str) -> Result<Self::Socket, String> {
         let failed = |e: &dyn fmt::Display| format!("cannot connect to {url}: {e}");
         let parsed = url::Url::parse(url).map_err(|e| failed(&e))?;
-        let connector = match parsed.scheme() {
-            "ws" => &self.plain,
-            "wss" => &self.tls,
+        let tls = match parsed.scheme() {
+            "ws" => false,
+            "wss" => true,
             other => return Err(failed(&format!("unsupported scheme {other}"))),
         };
         let host = parsed.host_str().ok_or_else(|| failed(&"no host"))?;
@@ -163,56 +222,55 @@ impl Connect for TokioWebsockets {
         let port = parsed
             .port_or_known_default()
             .ok_or_else(|| failed(&"no port"))?;
-        let tcp = TcpStream::connect((host, port))
+        let tcp = Tcp::new(
+            TcpStream::connect((host, port))
+                .await
+                .map_err(|e| failed(&e))?,
+        );
+        let conn = if tls {
+            let name =
+                rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| failed(&e))?;
+            let tls = self.tls.connect(name, tcp).await.map_err(|e| failed(&e))?;
+            Conn::Tls(Box::new(tls))
+        } else {
+            Conn::Plain(tcp)
+        };
+        ws::handshake(conn, &parsed, MAX_MESSAGE)
             .await
-            .map_err(|e| failed(&e))?;
-        let stream = connector
-            .wrap(host, Tcp::new(tcp))
-            .await
-            .map_err(|e| failed(&e))?;
-        tokio_websockets::ClientBuilder::new()
-            .uri(url)
-            .map_err(|e| failed(&e))?
-            .limits(tokio_websockets::Limits::default().max_payload_len(Some(MAX_MESSAGE)))
-            .connect_on(stream)
-            .await
-            .map(|(ws, _)| Box::new(ws))
+            .map(Box::new)
             .map_err(|e| failed(&e))
     }
 
     fn set_polled(socket: &mut Self::Socket, polled: bool) {
-        tcp_of(socket).set_polled(polled);
+        socket.get_mut().tcp().set_polled(polled);
     }
 
     fn allow_read(socket: &mut Self::Socket) {
-        tcp_of(socket).allow_read();
+        socket.get_mut().tcp().allow_read();
     }
 }
 
-type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<Tcp>>;
-
-fn tcp_of(socket: &mut Ws) -> &mut Tcp {
-    match socket.get_mut() {
-        tokio_websockets::MaybeTlsStream::Plain(tcp) => tcp,
-        tokio_websockets::MaybeTlsStream::Rustls(tls) => tls.get_mut().0,
-    }
-}
-
-impl WsMessage for tokio_websockets::Message {
+impl WsMessage for ws::Message {
     fn text(text: String) -> Self {
-        tokio_websockets::Message::text(text)
+        ws::Message::Text(text.into())
     }
 
     fn close(code: u16) -> Self {
-        tokio_websockets::Message::close(tokio_websockets::CloseCode::try_from(code).ok(), "")
+        ws::Message::Close(Some((code, String::new())))
     }
 
     fn payload(&self) -> Option<&[u8]> {
-        (self.is_text() || self.is_binary()).then(|| &self.as_payload()[..])
+        match self {
+            ws::Message::Text(b) | ws::Message::Binary(b) => Some(b),
+            _ => None,
+        }
     }
 
     fn close_text(&self) -> Option<String> {
-        self.as_close()
-            .map(|(code, reason)| format!("{} {reason}", u16::from(code)))
+        match self {
+            ws::Message::Close(Some((code, reason))) => Some(format!("{code} {reason}")),
+            ws::Message::Close(None) => Some("no close frame".into()),
+            _ => None,
+        }
     }
 }

@@ -6,7 +6,9 @@ use serde_json::json;
 use crate::support::Kind;
 use crate::support::rig::Rig;
 use crate::support::rig::stat;
-use crate::support::rig::{fanout_connected, second_instance, status_lines, stop_both};
+use crate::support::rig::{
+    fanout_connected, operator_json_at, second_instance, status_lines, stop_both,
+};
 use crate::support::{eventually, now_secs, sign};
 
 /// POST a signed `voice_rtms_started` (as Zoom's fail-over re-send) to
@@ -56,16 +58,7 @@ async fn post_started_once(
 }
 
 async fn streams_active(rig: &Rig, base: &str) -> u64 {
-    let v: serde_json::Value = rig
-        .app
-        .operator
-        .get(format!("{base}/api/stats"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let v = operator_json_at(&rig.app, base, "/api/stats").await;
     v["streams_active"].as_u64().expect("count")
 }
 

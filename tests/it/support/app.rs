@@ -189,27 +189,34 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// GET as the operator (sees everything), whatever the answer.
+    pub async fn operator_get(&self, path: &str) -> reqwest::Response {
+        self.operator
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// GET as the operator, expecting a success.
+    async fn operator_ok(&self, path: &str) -> reqwest::Response {
+        let resp = self.operator_get(path).await;
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp
+    }
+
     /// GET as the operator (sees everything), expecting JSON.
     pub async fn get_json(&self, path: &str) -> Value {
-        let resp = self.operator.get(self.url(path)).send().await.expect("GET");
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.expect("json")
+        self.operator_ok(path).await.json().await.expect("json")
     }
 
     /// `GET /metrics` as the operator: the exposition text.
     pub async fn metrics_text(&self) -> String {
-        let resp = self
-            .operator
-            .get(self.url("/metrics"))
-            .send()
+        self.operator_ok("/metrics")
             .await
-            .expect("GET /metrics");
-        assert!(
-            resp.status().is_success(),
-            "GET /metrics: {}",
-            resp.status()
-        );
-        resp.text().await.expect("body")
+            .text()
+            .await
+            .expect("body")
     }
 
     /// `GET /health` (anyone).
@@ -263,21 +270,14 @@ impl TestApp {
 
     /// `GET /api/recordings?engagement_id=…` as the operator.
     pub async fn recordings(&self, engagement_id: &str) -> reqwest::Response {
-        self.operator
-            .get(self.url(&format!("/api/recordings?engagement_id={engagement_id}")))
-            .send()
+        self.operator_get(&format!("/api/recordings?engagement_id={engagement_id}"))
             .await
-            .expect("GET /api/recordings")
     }
 
     /// `GET /api/recordings/{engagement_id}/{file}` as the operator, by the
     /// `url` a listing gave.
     pub async fn recording_file(&self, url: &str) -> reqwest::Response {
-        self.operator
-            .get(self.url(url))
-            .send()
-            .await
-            .expect("GET a recording")
+        self.operator_get(url).await
     }
 
     /// POST a webhook body signed as Zoom signs it, timestamp now.
@@ -340,11 +340,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(task) = self.sim_task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("simulator stops in time")
-                .expect("join")
-                .expect("simulator ran");
+            join(task, "simulator").await;
         }
     }
 
@@ -353,13 +349,18 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(task) = self.app_task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("app stops in time")
-                .expect("join")
-                .expect("app ran");
+            join(task, "app").await;
         }
     }
+}
+
+/// Wait (bounded) for a stopped server's task; it must have run cleanly.
+async fn join(task: JoinHandle<anyhow::Result<()>>, what: &str) {
+    tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap_or_else(|_| panic!("{what} stops in time"))
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{what} ran: {e:#}"));
 }
 
 /// A client that sends `Authorization: Bearer <token>` (none when empty).

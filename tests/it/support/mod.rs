@@ -13,7 +13,9 @@
 //! - `store`: a bare store on either backend;
 //! - `redis`: a real `redis-server`, on a unix socket or TLS-only;
 //! - `sim`: the simulator alone, a webhook receiver, a raw RTMS client;
+//! - `zoom_http`: the simulator's OAuth and REST side, called as the app would;
 //! - `browser`: headless Chromium through chromedriver;
+//! - `page`: the app's page in that browser, in and outside the Zoom client;
 //! - `sdks`: Zoom's Apps SDK (npm) and RTMS SDK (PyPI), installed on first use;
 //! - `fixtures`: the golden RTMS messages under `tests/fixtures/rtms/`.
 //!
@@ -31,12 +33,14 @@ pub mod browser;
 pub mod ends;
 pub mod fixtures;
 pub mod install;
+pub mod page;
 pub mod redis;
 pub mod rig;
 pub mod sdks;
 pub mod sim;
 pub mod sse;
 pub mod store;
+pub mod zoom_http;
 
 pub use app::{Options, TestApp};
 pub use sse::{Sse, SseEvent, SseRead, streaming_client};

@@ -83,17 +83,22 @@ pub(crate) async fn stop_both(
     rig.app.shutdown().await;
 }
 
-/// The operator's view of `base`'s status lines (newest first).
-pub(crate) async fn status_lines(app: &TestApp, base: &str, query: &str) -> Vec<String> {
-    let v: Value = app
-        .operator
-        .get(format!("{base}/api/webhooks/events{query}"))
+/// GET `path` of the instance at `base` as the operator (`app`'s token is
+/// every instance's): the JSON body.
+pub(crate) async fn operator_json_at(app: &TestApp, base: &str, path: &str) -> Value {
+    app.operator
+        .get(format!("{base}{path}"))
         .send()
         .await
-        .expect("events")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
         .json()
         .await
-        .expect("json");
+        .expect("json")
+}
+
+/// The operator's view of `base`'s status lines (newest first).
+pub(crate) async fn status_lines(app: &TestApp, base: &str, query: &str) -> Vec<String> {
+    let v = operator_json_at(app, base, &format!("/api/webhooks/events{query}")).await;
     v["events"]
         .as_array()
         .expect("array")

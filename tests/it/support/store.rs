@@ -43,6 +43,15 @@ impl Fixture {
                 (backend, None, Some(server))
             }
         };
+        Self::open(key, backend, dir, redis).await
+    }
+
+    async fn open(
+        key: TokenKey,
+        backend: Backend,
+        dir: Option<tempfile::TempDir>,
+        redis: Option<RedisServer>,
+    ) -> Fixture {
         let store = Store::open(&backend, &key, DEFAULT_PREFIX)
             .await
             .expect("store opens");
@@ -66,16 +75,7 @@ impl Fixture {
         } = self;
         // redb locks its file: the old handle must be gone first.
         drop(store);
-        let store = Store::open(&backend, &key, DEFAULT_PREFIX)
-            .await
-            .expect("store reopens");
-        Fixture {
-            store,
-            key,
-            backend,
-            dir,
-            redis,
-        }
+        Self::open(key, backend, dir, redis).await
     }
 }
 
