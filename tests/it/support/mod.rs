@@ -72,6 +72,16 @@ pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
     zoom_sim::sign::webhook_signature_at(secret, ts, body)
 }
 
+/// `contact_center.engagement_started` for engagement `id` of `account`, as
+/// Zoom sends it (timestamp now).
+pub fn engagement_started(account: &str, id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": "contact_center.engagement_started",
+        "event_ts": now_secs() * 1000,
+        "payload": {"account_id": account, "object": {"engagement_id": id}}
+    })
+}
+
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
