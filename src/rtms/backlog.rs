@@ -11,9 +11,12 @@
 //! [`PACE_WINDOW_MS`]), which a replay never does. The gap between the two
 //! thresholds keeps the tail of a replay, processed under load, from
 //! counting as a second one. Should the clocks disagree, late frames would
-//! arrive at real-time pace from the start: that lag is then learnt as
-//! clock skew (and unlearnt as soon as a frame shows less), no replay is
-//! reported, and the frames count as live.
+//! arrive at real-time pace from the start: once [`SKEW_WINDOWS`] windows in
+//! a row show that pace with no progress, the lag is learnt as clock skew
+//! (and unlearnt as soon as a frame shows less), no replay is reported, and
+//! the frames count as live. One such window is not enough: a replay starved
+//! of CPU for a moment (many streams connecting at once on a busy machine)
+//! shows it too, and speeds up after.
 //!
 //! Pure: no IO; the caller passes its clock (Unix ms).
 
@@ -25,6 +28,9 @@ pub const CAUGHT_UP_LAG_MS: i64 = 1_000;
 /// on a busy machine; less than 1.25 times as much is real-time pace: the
 /// replay is over.
 pub const PACE_WINDOW_MS: i64 = 3_000;
+/// Pace windows in a row at real-time pace, with less than [`LIVE_LAG_MS`]
+/// of progress, before a lag is taken for clock skew.
+pub const SKEW_WINDOWS: u32 = 3;
 
 /// What to do with one audio frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,8 @@ struct Run {
     window_ts: i64,
     window_at: i64,
     frames: u64,
+    /// Windows in a row at real-time pace so far.
+    slow_windows: u32,
 }
 
 /// One stream's view of its frames' lateness; lives across reconnections.
@@ -90,6 +98,7 @@ impl Backlog {
                     window_ts: ts,
                     window_at: now,
                     frames: 1,
+                    slow_windows: 0,
                 });
                 return Frame::Buffered;
             }
@@ -106,14 +115,16 @@ impl Backlog {
         if wall < PACE_WINDOW_MS {
             return Frame::Buffered;
         }
-        if 4 * (ts - run.window_ts) >= 5 * wall {
+        let replayed = run.first_lag - lag >= LIVE_LAG_MS;
+        let fast = 4 * (ts - run.window_ts) >= 5 * wall;
+        if fast || (!replayed && run.slow_windows + 1 < SKEW_WINDOWS) {
+            run.slow_windows = if fast { 0 } else { run.slow_windows + 1 };
             run.window_ts = ts;
             run.window_at = now;
             return Frame::Buffered;
         }
         // Real-time pace at this lag: whatever was replayed is over, and the
         // rest of the lag is the clocks'.
-        let replayed = run.first_lag - lag >= LIVE_LAG_MS;
         if !replayed {
             tracing::warn!(
                 lag_ms = lag,
@@ -262,7 +273,7 @@ mod tests {
             i += 1;
             assert!(i < 1_000, "never recognised as skew");
         }
-        assert_eq!(buffered, PACE_WINDOW_MS / FRAME);
+        assert_eq!(buffered, i64::from(SKEW_WINDOWS) * PACE_WINDOW_MS / FRAME);
         // From then on, frames with that lag are live at once.
         for j in 0..100 {
             let now = start + (i + j) * FRAME;
@@ -286,6 +297,34 @@ mod tests {
         assert_eq!(b.frame(now, now), Frame::Live { caught_up: None });
         // So 3 s late is a replay again.
         assert_eq!(b.frame(now - 3_000, now + 20), Frame::Buffered);
+    }
+
+    #[test]
+    fn a_replay_starved_for_a_window_then_fast_is_not_mistaken_for_skew() {
+        let mut b = Backlog::default();
+        let now = 4_000_000;
+        let first = now - 60_000;
+        // The first 3.1 s of our time bring only 3 s of audio (the machine
+        // is busy elsewhere)...
+        let mut i = 0;
+        while i * FRAME < 3_000 {
+            assert_eq!(
+                b.frame(first + i * FRAME, now + i * FRAME * 31 / 30),
+                Frame::Buffered
+            );
+            i += 1;
+        }
+        // ...then the rest comes fast, and the replay is reported whole.
+        let resumed = now + 3_100;
+        let mut caught = None;
+        for j in 0..3_000 {
+            let ts = first + (i + j) * FRAME;
+            if let Frame::Live { caught_up } = b.frame(ts, resumed + j / 10) {
+                caught = caught_up;
+                break;
+            }
+        }
+        assert_eq!(caught.map(|c| c.audio_ms), Some(60_000));
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! Zoom's refresh rotates the refresh token: once it answered, the old pair
 //! is dead. When storing the new pair fails, it is held here (and used, so
 //! the user stays logged in) while a task keeps storing it until the store
-//! takes it. Owns nothing else; never logs token values.
+//! takes it. Owns the held pairs and the client's side of them (the newest
+//! pair for a user, the task that keeps storing one, forgetting a user's);
+//! nothing else. Never logs token values.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::ZoomClient;
 use crate::store::TokenRecord;
 
 #[derive(Default)]
@@ -56,6 +59,52 @@ impl Unsaved {
 
     pub fn count(&self) -> usize {
         self.map().len()
+    }
+}
+
+impl ZoomClient {
+    /// `stored`, or the newer pair held in memory for the same user.
+    pub(super) fn newest(&self, stored: TokenRecord) -> TokenRecord {
+        let id = self
+            .inner
+            .store
+            .token_id(&stored.account_id, &stored.user_id);
+        self.inner.unsaved.get(&id).unwrap_or(stored)
+    }
+
+    /// Store a held pair in the background until the store takes it (or a
+    /// newer pair, or a deauthorization, replaces it).
+    pub(super) fn keep_saving(&self, id: String, record: TokenRecord) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            while this.inner.unsaved.is_current(&id, &record) {
+                match this.inner.store.update_tokens(&record).await {
+                    Ok(()) => {
+                        if this.inner.unsaved.stored(&id, &record) {
+                            tracing::info!("held Zoom tokens are stored now");
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(error = %e, failures, "storing held Zoom tokens failed; will retry");
+                        tokio::time::sleep(crate::inbox::backoff(failures)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Rotated pairs held in memory because the store refused them.
+    pub fn unsaved_tokens(&self) -> usize {
+        self.inner.unsaved.count()
+    }
+
+    /// Forget a user's held pair (the app was deauthorized).
+    pub fn forget_user(&self, account_id: &str, user_id: &str) {
+        let id = self.inner.store.token_id(account_id, user_id);
+        self.inner.unsaved.forget(&id);
     }
 }
 

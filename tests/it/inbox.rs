@@ -5,20 +5,15 @@
 use std::collections::HashSet;
 
 use futures_util::StreamExt as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::binary::{Binary, Secrets, Sim, StoreAt};
 use crate::support::redis::RedisServer;
-use crate::support::{WAIT, eventually, now_secs, sign};
+use crate::support::{WAIT, engagement_started, eventually, now_secs, sign};
 
 /// A signed `engagement_started` for `id`, as Zoom sends it.
 pub(crate) fn started_body(id: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "event": "contact_center.engagement_started",
-        "event_ts": now_secs() * 1000,
-        "payload": {"account_id": "acct-inbox", "object": {"engagement_id": id}}
-    }))
-    .expect("json")
+    serde_json::to_vec(&engagement_started("acct-inbox", id)).expect("json")
 }
 
 /// POST a signed webhook body to `base`; the status code.

@@ -2,9 +2,7 @@
 //! are closed after their maximum age, with a status line — once, when
 //! several instances share a store.
 
-use serde_json::json;
-
-use crate::support::{Options, TestApp, eventually, now_secs};
+use crate::support::{Options, TestApp, engagement_started, eventually};
 
 #[tokio::test]
 async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
@@ -14,11 +12,7 @@ async fn an_engagement_never_reported_ended_is_closed_after_its_maximum_age() {
     })
     .await;
     let resp = app
-        .post_webhook(&json!({
-            "event": "contact_center.engagement_started",
-            "event_ts": now_secs() * 1000,
-            "payload": {"account_id": "acct1", "object": {"engagement_id": "E-forever"}}
-        }))
+        .post_webhook(&engagement_started("acct1", "E-forever"))
         .await;
     assert_eq!(resp.status(), 200);
     eventually("the engagement is active", || async {

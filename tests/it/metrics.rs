@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use prometheus_parse::{Scrape, Value};
 
 use crate::support::install::new_engagement;
+use crate::support::metrics::sample as value;
 use crate::support::redis::RedisServer;
 use crate::support::{Options, TestApp, eventually};
 
@@ -50,17 +51,6 @@ fn parse(text: &str) -> Scrape {
         "every sample line parsed:\n{text}"
     );
     scrape
-}
-
-fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-        .map_or(0.0, |s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            _ => 0.0,
-        })
 }
 
 async fn get(client: &reqwest::Client, url: String) -> reqwest::Response {

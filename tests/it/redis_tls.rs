@@ -6,12 +6,11 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
 use zcc_rtms::secret::Secret;
 use zcc_rtms::store::{Backend, DEFAULT_PREFIX, Store, TokenKey};
 
 use crate::support::redis::RedisServer;
-use crate::support::{Options, TestApp, WAIT, eventually, init, now_secs};
+use crate::support::{Options, TestApp, WAIT, engagement_started, eventually, init};
 
 async fn open(url: String, ca_cert: Option<PathBuf>) -> Result<Store, String> {
     let backend = Backend::Redis {
@@ -72,11 +71,7 @@ async fn the_app_stores_webhooks_and_fans_out_through_rediss() {
         .await;
     assert_eq!(app.state.store.backend_name(), "redis");
     let resp = app
-        .post_webhook(&json!({
-            "event": "contact_center.engagement_started",
-            "event_ts": now_secs() * 1000,
-            "payload": {"account_id": "acct1", "object": {"engagement_id": "E-tls"}}
-        }))
+        .post_webhook(&engagement_started("acct1", "E-tls"))
         .await;
     assert_eq!(resp.status(), 200);
     eventually("the webhook took effect over TLS", || async {
@@ -109,11 +104,7 @@ async fn the_downstream_feed_publishes_through_rediss_trusting_redis_ca_cert() {
         .await;
     assert_eq!(app.state.store.backend_name(), "embedded");
     let resp = app
-        .post_webhook(&json!({
-            "event": "contact_center.engagement_started",
-            "event_ts": now_secs() * 1000,
-            "payload": {"account_id": "acct1", "object": {"engagement_id": "E-feed-tls"}}
-        }))
+        .post_webhook(&engagement_started("acct1", "E-feed-tls"))
         .await;
     assert_eq!(resp.status(), 200);
     let client =

@@ -9,14 +9,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use prometheus_parse::{Scrape, Value as Sample};
+use prometheus_parse::Scrape;
 use redis::Value;
 use tokio::time::Instant;
 use zoom_sim::audio;
 
 use crate::support::install::new_engagement;
+use crate::support::metrics::sample;
 use crate::support::redis::RedisServer;
-use crate::support::{Options, Sse, SseRead, TestApp};
+use crate::support::{Options, Sse, SseRead, TestApp, eventually_within};
 
 /// Generous bound for everything here (the suite runs on a loaded box).
 const LONG_WAIT: Duration = Duration::from_secs(40);
@@ -89,35 +90,17 @@ fn of<'a>(list: &'a [Entry], kind: &str, engagement: &str) -> Vec<&'a Entry> {
         .collect()
 }
 
-async fn scrape(app: &TestApp) -> Scrape {
-    let body = app.metrics_text().await;
-    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses")
-}
-
 fn value(s: &Scrape, metric: &str, label: (&str, &str)) -> f64 {
-    s.samples
-        .iter()
-        .find(|x| x.metric == metric && x.labels.get(label.0) == Some(label.1))
-        .map_or(0.0, |x| match x.value {
-            Sample::Counter(v) | Sample::Gauge(v) | Sample::Untyped(v) => v,
-            _ => 0.0,
-        })
+    sample(s, metric, &[label])
 }
 
-/// Poll `check` every 50 ms until it returns Some, within [`LONG_WAIT`].
-async fn within<T, F, Fut>(what: &str, mut check: F) -> T
+/// [`eventually_within`] [`LONG_WAIT`].
+async fn within<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + LONG_WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(what, LONG_WAIT, check).await
 }
 
 /// N of a "Received N audio chunks" status line.
@@ -222,7 +205,7 @@ async fn a_calls_lifecycle_and_transcript_lines_reach_the_events_stream_in_order
         .collect();
     assert_eq!(engagement, ["active", "ended"]);
 
-    let s = scrape(&app).await;
+    let s = app.scrape().await;
     assert!(value(&s, "zcc_rtms_sink_published_total", ("kind", "events")) >= list.len() as f64);
     assert_eq!(
         value(&s, "zcc_rtms_sink_dropped_total", ("reason", "redis")),
@@ -286,7 +269,7 @@ async fn with_the_sinks_redis_gone_frames_and_the_page_carry_on_and_drops_are_co
     let page = app.get("/").await;
     assert_eq!(page.status(), 200);
     within("drops counted, nothing published", || async {
-        let s = scrape(&app).await;
+        let s = app.scrape().await;
         let dropped = value(&s, "zcc_rtms_sink_dropped_total", ("reason", "redis"));
         let published = value(&s, "zcc_rtms_sink_published_total", ("kind", "audio"));
         (dropped >= 50.0 && published == 0.0).then_some(())
@@ -302,7 +285,7 @@ async fn with_the_sinks_redis_gone_frames_and_the_page_carry_on_and_drops_are_co
     })
     .await;
     within("publishing again", || async {
-        let s = scrape(&app).await;
+        let s = app.scrape().await;
         (value(&s, "zcc_rtms_sink_published_total", ("kind", "audio")) > 0.0).then_some(())
     })
     .await;

@@ -2,12 +2,12 @@
 //! a 200 that would be lost), `/ready` and data routes say so, and once the
 //! cause is gone Zoom's retries are processed — without a restart.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
 use crate::support::Kind;
+use crate::support::disk::Tmpfs;
 use crate::support::rig::Rig;
 use crate::support::{Options, TestApp, eventually, now_secs, sign};
 
@@ -106,54 +106,6 @@ async fn with_redis_stopped_webhooks_are_5xx_and_ready_says_so_then_retries_are_
 tokio::task_local! {
     /// `Options::tweak` is a plain `fn`: the data dir reaches it this way.
     static TMPFS_DIR: PathBuf;
-}
-
-/// A tmpfs of `mb` megabytes mounted on a fresh temp dir; unmounted when
-/// dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(mb: u32) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount")
-            .success();
-        assert!(ok, "mounting a tmpfs needs root (CAP_SYS_ADMIN)");
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Fill what is left with one file; returns its path.
-    fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut f = std::fs::File::create(&path).expect("filler");
-        let chunk = vec![0u8; 64 * 1024];
-        // Bounded: the tmpfs is a few MB.
-        for _ in 0..10_000 {
-            if f.write_all(&chunk).is_err() {
-                break;
-            }
-        }
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,7 @@ use serde_json::{Value, json};
 use crate::support::{TestApp, now_secs, sign};
 
 fn engagement_started(id: &str) -> Value {
-    json!({
-        "event": "contact_center.engagement_started",
-        "event_ts": now_secs() * 1000,
-        "payload": {"account_id": "acct1", "object": {"engagement_id": id}}
-    })
+    crate::support::engagement_started("acct1", id)
 }
 
 async fn reason(resp: reqwest::Response) -> String {

@@ -17,6 +17,8 @@
 //! - `browser`: headless Chromium through chromedriver;
 //! - `page`: the app's page in that browser, in and outside the Zoom client;
 //! - `sdks`: Zoom's Apps SDK (npm) and RTMS SDK (PyPI), installed on first use;
+//! - `metrics`: the operator's `/metrics` scrape, parsed;
+//! - `disk`: a small tmpfs to fill (a full disk);
 //! - `fixtures`: the golden RTMS messages under `tests/fixtures/rtms/`.
 //!
 //! Here: the bounded wait (`eventually`), webhook signing, the clock, and
@@ -30,9 +32,11 @@ use std::time::Duration;
 pub mod app;
 pub mod binary;
 pub mod browser;
+pub mod disk;
 pub mod ends;
 pub mod fixtures;
 pub mod install;
+pub mod metrics;
 pub mod page;
 pub mod redis;
 pub mod rig;
@@ -72,6 +76,16 @@ pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
     zoom_sim::sign::webhook_signature_at(secret, ts, body)
 }
 
+/// `contact_center.engagement_started` for engagement `id` of `account`, as
+/// Zoom sends it (timestamp now).
+pub fn engagement_started(account: &str, id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": "contact_center.engagement_started",
+        "event_ts": now_secs() * 1000,
+        "payload": {"account_id": account, "object": {"engagement_id": id}}
+    })
+}
+
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -80,12 +94,21 @@ pub fn now_secs() -> i64 {
 }
 
 /// Poll `check` every 20 ms until it returns Some, within `WAIT`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    eventually_within(what, WAIT, check).await
+}
+
+/// Poll `check` every 20 ms until it returns Some, within `limit`.
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;
