@@ -8,8 +8,11 @@
 //! each stream with TERMINATED after a fixed number of frames. A page's view
 //! (`/api/events`) is followed to time the "Received N audio chunks" lines.
 //!
-//!     cargo build --release && cargo run --release --example bench -- [--tls] [--record] [--sink | --sink-audio] [--env NAME=VALUE]… [--seconds 10] [--app PATH] [--perf FILE] 500 1000 2000
+//!     cargo build --release && cargo run --release --example bench -- [--tls] [--record] [--feed-one] [--sink | --sink-audio] [--env NAME=VALUE]… [--seconds 10] [--app PATH] [--perf FILE] 500 1000 2000
 //!
+//! `--feed-one`: the page follows only the first engagement (status
+//! latency is then of its lines alone), not every one, as an agent's page
+//! in Zoom does; views of the others are then not built.
 //! `--record` turns call recording on (`RECORDINGS_DIR` in the app's temp
 //! dir; the CPU column then includes the writer) and prints, under each
 //! row, what was written. `--sink` starts a `redis-server` of its own (unix
@@ -55,6 +58,8 @@ struct Args {
     tls: bool,
     /// Record calls (`RECORDINGS_DIR`).
     record: bool,
+    /// The page follows one engagement (the first) instead of all of them.
+    feed_one: bool,
     seconds: u64,
     /// Record a CPU profile of the app (`perf record -g`) into this file.
     perf: Option<PathBuf>,
@@ -78,6 +83,7 @@ fn parse_args() -> anyhow::Result<Args> {
         app: default_app,
         tls: false,
         record: false,
+        feed_one: false,
         seconds: 10,
         perf: None,
         sink: None,
@@ -89,6 +95,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match a.as_str() {
             "--tls" => args.tls = true,
             "--record" => args.record = true,
+            "--feed-one" => args.feed_one = true,
             "--app" => args.app = it.next().unwrap_or_default().into(),
             "--seconds" => args.seconds = it.next().unwrap_or_default().parse()?,
             "--perf" => args.perf = it.next().map(PathBuf::from),
@@ -565,9 +572,19 @@ fn dir_size(dir: &std::path::Path) -> (u64, u64) {
     total
 }
 
-async fn follow(base: String, zoom: Arc<Zoom>, feed: Arc<Mutex<Feed>>) -> anyhow::Result<()> {
+async fn follow(
+    base: String,
+    zoom: Arc<Zoom>,
+    feed: Arc<Mutex<Feed>>,
+    one: bool,
+) -> anyhow::Result<()> {
+    let query = if one {
+        format!("?engagement_id={}", engagement_name(0))
+    } else {
+        String::new()
+    };
     let resp = reqwest::Client::new()
-        .get(format!("{base}/api/events"))
+        .get(format!("{base}/api/events{query}"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await?
@@ -614,6 +631,10 @@ async fn follow(base: String, zoom: Arc<Zoom>, feed: Arc<Mutex<Feed>>) -> anyhow
         buf.drain(..done);
     }
     Ok(())
+}
+
+fn engagement_name(i: usize) -> String {
+    format!("bench-engagement-{i:05}")
 }
 
 async fn wait_until(
@@ -701,8 +722,9 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
     let feed = Arc::new(Mutex::new(Feed::default()));
     {
         let (base, zoom, feed) = (app.base.clone(), zoom.clone(), feed.clone());
+        let one = args.feed_one;
         tokio::spawn(async move {
-            if let Err(e) = follow(base, zoom, feed).await {
+            if let Err(e) = follow(base, zoom, feed, one).await {
                 eprintln!("the live feed ended: {e}");
             }
         });
@@ -717,7 +739,7 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
                     "event": "contact_center.voice_rtms_started",
                     "event_ts": 1_764_000_000_000u64 + i as u64,
                     "payload": {
-                        "engagement_id": format!("bench-engagement-{i:05}"),
+                        "engagement_id": engagement_name(i),
                         "rtms_stream_id": format!("bench-stream-{i:05}"),
                         "server_urls": url,
                     }
@@ -845,7 +867,7 @@ async fn run_once(args: &Args, n: usize) -> anyhow::Result<String> {
         .map(|i| {
             let (http, base) = (http.clone(), app.base.clone());
             async move {
-                let got = chunk_lines(&http, &base, &format!("bench-engagement-{i:05}")).await?;
+                let got = chunk_lines(&http, &base, &engagement_name(i)).await?;
                 anyhow::Ok(expected.saturating_sub(got))
             }
         })
