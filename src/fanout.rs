@@ -4,7 +4,8 @@
 //! events published by other instances are applied to the local bus (and
 //! never published again). So a page connected to any instance sees every
 //! stream, whichever instance consumes it. Runs only with `REDIS_URL`.
-//! Decides nothing; a Redis outage only pauses the fan-out.
+//! While it runs, every stream view is published (a page elsewhere may
+//! watch it). Decides nothing; a Redis outage only pauses the fan-out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::status::{BusEvent, StatusBus};
+use crate::status::{BusEvent, StatusBus, Watch};
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {
@@ -35,7 +36,11 @@ pub fn spawn(
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
     let origin = crate::util::random_hex(8);
+    // Pages on other instances may follow any engagement: every view is
+    // published while the fan-out runs.
+    let watch = bus.watch(None);
     tracker.spawn(publish(
+        watch,
         client.clone(),
         channel.clone(),
         origin.clone(),
@@ -48,6 +53,7 @@ pub fn spawn(
 }
 
 async fn publish(
+    _watch: Watch,
     client: redis::Client,
     channel: String,
     origin: String,

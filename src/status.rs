@@ -3,10 +3,13 @@
 //! Producers (webhook processing, the RTMS engine, engagement tracking)
 //! publish here; SSE subscribers get a consistent snapshot followed by live
 //! events. A subscriber that falls behind gets a fresh snapshot rather than an
-//! error. The bus decides nothing; it only carries and remembers.
+//! error. The bus decides nothing; it only carries and remembers, and
+//! knows who watches (a [`Watch`]), so that the periodic stream views nobody
+//! would receive are not built: their remembered copies are kept current
+//! in place instead, for the next snapshot.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -140,6 +143,8 @@ struct State {
     engagements: BTreeMap<String, EngagementView>,
     streams: HashMap<String, StreamView>,
     transcripts: VecDeque<TranscriptLine>,
+    /// Watches per engagement (only those with one).
+    watched: HashMap<String, usize>,
 }
 
 /// Cheap to clone; all clones share one bus.
@@ -154,6 +159,39 @@ struct Inner {
     local_tx: broadcast::Sender<Arc<BusEvent>>,
     state: Mutex<State>,
     next_id: AtomicU64,
+    /// Watches of every engagement, and of single ones (in `State`).
+    watch_all: AtomicUsize,
+    watch_some: AtomicUsize,
+}
+
+/// Someone following the live views: a page's feed (of one engagement or
+/// of all), or the fan-out (pages on other instances). While one is held,
+/// the periodic views of what it follows are published; it only decides
+/// what is sent on the bus, never who may see it (each feed still filters).
+pub struct Watch {
+    bus: StatusBus,
+    engagement_id: Option<String>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let inner = &self.bus.inner;
+        match &self.engagement_id {
+            None => {
+                inner.watch_all.fetch_sub(1, Ordering::Relaxed);
+            }
+            Some(id) => {
+                let mut state = self.bus.state();
+                if let Some(n) = state.watched.get_mut(id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        state.watched.remove(id);
+                    }
+                }
+                inner.watch_some.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl Default for StatusBus {
@@ -172,6 +210,8 @@ impl StatusBus {
                 local_tx,
                 state: Mutex::new(State::default()),
                 next_id: AtomicU64::new(1),
+                watch_all: AtomicUsize::new(0),
+                watch_some: AtomicUsize::new(0),
             }),
         }
     }
@@ -202,6 +242,39 @@ impl StatusBus {
 
     pub fn stream(&self, view: StreamView) {
         self.record(BusEvent::Stream(view), true);
+    }
+
+    /// Follow one engagement's views, or every one's (`None`), while the
+    /// returned [`Watch`] is held.
+    pub fn watch(&self, engagement_id: Option<&str>) -> Watch {
+        match engagement_id {
+            None => {
+                self.inner.watch_all.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(id) => {
+                *self.state().watched.entry(id.to_owned()).or_default() += 1;
+                self.inner.watch_some.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Watch {
+            bus: self.clone(),
+            engagement_id: engagement_id.map(str::to_owned),
+        }
+    }
+
+    /// Whether anyone follows this engagement's views.
+    pub fn watched(&self, engagement_id: &str) -> bool {
+        self.inner.watch_all.load(Ordering::Relaxed) > 0
+            || (self.inner.watch_some.load(Ordering::Relaxed) > 0
+                && self.state().watched.contains_key(engagement_id))
+    }
+
+    /// Update the remembered view of a stream in place, telling no one
+    /// (nobody watches it): what the next snapshot shows stays current.
+    pub fn refresh_stream(&self, rtms_stream_id: &str, update: impl FnOnce(&mut StreamView)) {
+        if let Some(view) = self.state().streams.get_mut(rtms_stream_id) {
+            update(view);
+        }
     }
 
     pub fn transcript(&self, line: TranscriptLine) {
@@ -510,6 +583,43 @@ mod tests {
             "the remote event is not forwarded"
         );
         assert_eq!(bus.status_lines(Some("e")).len(), 2);
+    }
+
+    #[test]
+    fn watches_say_whose_views_are_followed_until_dropped() {
+        let bus = StatusBus::new();
+        assert!(!bus.watched("a"));
+        let a = bus.watch(Some("a"));
+        let a2 = bus.watch(Some("a"));
+        assert!(bus.watched("a") && !bus.watched("b"));
+        drop(a);
+        assert!(bus.watched("a"), "one watch of a is left");
+        let all = bus.watch(None);
+        assert!(bus.watched("b"));
+        drop(all);
+        drop(a2);
+        assert!(!bus.watched("a") && !bus.watched("b"));
+        assert!(bus.state().watched.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refreshed_view_is_in_the_snapshot_without_an_event() {
+        let bus = StatusBus::new();
+        let view = |frames| StreamView {
+            engagement_id: "e".into(),
+            rtms_stream_id: "s".into(),
+            state: "streaming".into(),
+            frames,
+            transcripts: 0,
+            channels: Vec::new(),
+            updated_at: rfc3339_ms(0),
+        };
+        bus.stream(view(1));
+        let (_, mut rx) = bus.subscribe(None);
+        bus.refresh_stream("s", |v| v.frames = 250);
+        bus.refresh_stream("unknown", |v| v.frames = 1);
+        assert_eq!(bus.snapshot().streams, vec![view(250)]);
+        assert!(rx.try_recv().is_err(), "nothing was sent");
     }
 
     #[test]

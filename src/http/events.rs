@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::{Caller, Visibility};
 use crate::http::edge::{SsePermit, client_ip};
 use crate::state::AppState;
-use crate::status::{BusEvent, Snapshot, StatusBus};
+use crate::status::{BusEvent, Snapshot, StatusBus, Watch};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -61,6 +61,8 @@ struct Feed {
     pending_snapshot: Option<Snapshot>,
     /// Held while the feed is open (the subscriber caps).
     _permit: SsePermit,
+    /// While the feed is open, the views it follows are published.
+    _watch: Watch,
     /// Events skipped for being too slow (metrics).
     lagged: prometheus_client::metrics::counter::Counter,
 }
@@ -132,6 +134,7 @@ async fn sse(
         Err(refused) => return refused.into_response(),
     };
     let engagement = f.engagement_id.filter(|s| !s.is_empty());
+    let watch = state.bus.watch(engagement.as_deref());
     let (snap, rx) = state.bus.subscribe(engagement.as_deref());
     let feed = Feed {
         bus: state.bus.clone(),
@@ -141,6 +144,7 @@ async fn sse(
         cancel: state.cancel.clone(),
         pending_snapshot: Some(snap),
         _permit: permit,
+        _watch: watch,
         lagged: state.metrics.bus_lagged(crate::metrics::BusConsumer::Sse),
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {

@@ -197,31 +197,40 @@ impl Meter {
 
     /// The stream view to publish; starts a new peak interval.
     pub fn view(&mut self, spec: &StreamSpec, state: &str) -> StreamView {
-        let channels = self
-            .channels
-            .iter_mut()
-            .map(|c| {
-                let v = ChannelView {
-                    channel_id: c.id.clone(),
-                    role: c.role.to_owned(),
-                    frames: c.frames,
-                    level: c.level,
-                    peak: c.peak,
-                };
-                c.peak = c.level;
-                v
-            })
-            .collect();
-        self.dirty = false;
-        StreamView {
+        let mut view = StreamView {
             engagement_id: spec.engagement_id.clone(),
             rtms_stream_id: spec.rtms_stream_id.clone(),
             state: state.to_owned(),
-            frames: self.frames,
-            transcripts: self.transcripts,
-            channels,
-            updated_at: rfc3339_ms(now_ms()),
+            frames: 0,
+            transcripts: 0,
+            channels: Vec::with_capacity(self.channels.len()),
+            updated_at: String::new(),
+        };
+        self.refresh(&mut view);
+        view
+    }
+
+    /// Bring `view` up to date in place (its strings are reused when they
+    /// did not change); starts a new peak interval like [`Meter::view`].
+    pub fn refresh(&mut self, view: &mut StreamView) {
+        view.frames = self.frames;
+        view.transcripts = self.transcripts;
+        view.channels
+            .resize_with(self.channels.len(), ChannelView::default);
+        for (v, c) in view.channels.iter_mut().zip(&mut self.channels) {
+            if v.channel_id != c.id {
+                v.channel_id.clone_from(&c.id);
+            }
+            if v.role != c.role {
+                v.role = c.role.to_owned();
+            }
+            v.frames = c.frames;
+            v.level = c.level;
+            v.peak = c.peak;
+            c.peak = c.level;
         }
+        view.updated_at = rfc3339_ms(now_ms());
+        self.dirty = false;
     }
 }
 
@@ -303,6 +312,34 @@ mod tests {
         assert!(!m.dirty());
         assert_eq!(m.unflushed().totals(), (120, 0));
         assert_eq!(m.unflushed().totals(), (0, 0));
+    }
+
+    #[test]
+    fn a_view_refreshed_in_place_matches_a_new_one_and_restarts_the_peak() {
+        let spec = StreamSpec {
+            engagement_id: "E".into(),
+            rtms_stream_id: "S".into(),
+            server_urls: String::new(),
+        };
+        let pcm = |v: i16| b64(&(0..320).flat_map(|_| v.to_le_bytes()).collect::<Vec<u8>>());
+        let (mut a, mut b) = (Meter::new(), Meter::new());
+        for m in [&mut a, &mut b] {
+            m.audio("1", &pcm(16384));
+            m.audio("1", &pcm(8192));
+        }
+        let mut kept = a.view(&spec, "streaming");
+        let _ = b.view(&spec, "streaming");
+        for m in [&mut a, &mut b] {
+            m.event(voice_event::CONSUMER_ANSWERED, None, Some("1"));
+            m.audio("2", &pcm(4096));
+        }
+        a.refresh(&mut kept);
+        let fresh = b.view(&spec, "streaming");
+        assert_eq!(kept.channels, fresh.channels);
+        assert_eq!((kept.frames, kept.channels[0].role.as_str()), (3, CALLER));
+        assert!(!a.dirty());
+        // The peak interval restarted at the first view.
+        assert!((kept.channels[0].peak - 0.25).abs() < 0.001);
     }
 
     #[test]

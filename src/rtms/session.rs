@@ -29,7 +29,8 @@ use crate::status::{Level, TranscriptLine};
 
 pub use super::meter::CHUNK_REPORT_EVERY;
 
-/// How often the stream view (meters, counts) is published while streaming.
+/// How often the stream view (meters, counts) is updated while streaming
+/// (published when someone watches).
 const VIEW_INTERVAL: Duration = Duration::from_millis(200);
 /// An interruption notice is acted on when nothing is heard for this long
 /// (while data flows, it is about a connection we already replaced).
@@ -125,6 +126,19 @@ impl<C: Connect> Session<C> {
         self.deps.counters.add(&self.meter.unflushed());
         let view = self.meter.view(&self.spec, state);
         self.deps.bus.stream(view);
+    }
+
+    /// The periodic update of the view: published when someone watches,
+    /// else only kept current for the next snapshot.
+    fn update_view(&mut self) {
+        if self.deps.bus.watched(&self.spec.engagement_id) {
+            return self.publish_view("streaming");
+        }
+        self.deps.counters.add(&self.meter.unflushed());
+        let meter = &mut self.meter;
+        self.deps
+            .bus
+            .refresh_stream(&self.spec.rtms_stream_id, |view| meter.refresh(view));
     }
 
     /// Run until the stream ends; publishes every state change.
@@ -596,7 +610,7 @@ impl<C: Connect> Session<C> {
                             return Ended::Cancelled;
                         }
                         if self.meter.dirty() {
-                            self.publish_view("streaming");
+                            self.update_view();
                         }
                     }
                     if self.heard != silence.heard {

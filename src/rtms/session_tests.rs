@@ -522,6 +522,7 @@ async fn an_interruption_notice_while_frames_flow_needs_a_second_of_silence() {
 #[tokio::test(start_paused = true)]
 async fn a_replay_at_stream_start_is_counted_and_reported_as_one_line() {
     let mut rig = Rig::start();
+    let _watch = rig.bus.watch(Some("E1"));
     let mut views = rig.bus.subscribe_local();
     let (_sig, audio) = rig.handshake().await;
     use base64::Engine as _;
@@ -565,4 +566,41 @@ async fn a_replay_at_stream_start_is_counted_and_reported_as_one_line() {
         }
     }
     assert!(published > 0, "stream views were published");
+}
+
+#[tokio::test(start_paused = true)]
+async fn views_nobody_watches_are_kept_current_but_not_published() {
+    let mut rig = Rig::start();
+    let mut events = rig.bus.subscribe_local();
+    let (_sig, audio) = rig.handshake().await;
+    let periodic = |events: &mut tokio::sync::broadcast::Receiver<Arc<crate::status::BusEvent>>| {
+        let mut frames = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let crate::status::BusEvent::Stream(v) = &*event
+                && v.state == "streaming"
+                && v.frames > 0
+            {
+                frames.push(v.frames);
+            }
+        }
+        frames
+    };
+    audio.audio(10);
+    tokio::time::sleep(secs(1.0)).await;
+    assert_eq!(periodic(&mut events), Vec::<u64>::new(), "nobody watches");
+    let snap = rig.bus.snapshot_for(Some("E1"));
+    assert_eq!(snap.streams.len(), 1);
+    assert_eq!(snap.streams[0].frames, 10, "the snapshot is current");
+    // A page opens: from the next tick on, views are published again.
+    let watch = rig.bus.watch(Some("E1"));
+    audio.audio(5);
+    tokio::time::sleep(secs(1.0)).await;
+    assert_eq!(periodic(&mut events), vec![15]);
+    drop(watch);
+    audio.audio(5);
+    tokio::time::sleep(secs(1.0)).await;
+    assert_eq!(periodic(&mut events), Vec::<u64>::new());
+    assert_eq!(rig.bus.snapshot().streams[0].frames, 20);
+    rig.cancel.cancel();
+    let _ = rig.finish().await;
 }
