@@ -9,7 +9,7 @@ use crate::support::rig::stat;
 use crate::support::rig::{
     fanout_connected, operator_json_at, second_instance, status_lines, stop_both,
 };
-use crate::support::{eventually, now_secs, sign};
+use crate::support::{eventually, now_secs};
 
 /// POST a signed `voice_rtms_started` (as Zoom's fail-over re-send) to
 /// `base`, repeated while it is answered 5xx (as Zoom retries).
@@ -30,7 +30,7 @@ async fn post_started_once(
     ts_ms: i64,
 ) -> reqwest::StatusCode {
     let app = &rig.app;
-    let body = serde_json::to_vec(&json!({
+    let event = json!({
         "event": "contact_center.voice_rtms_started",
         "event_ts": ts_ms,
         "payload": {
@@ -38,23 +38,8 @@ async fn post_started_once(
             "rtms_stream_id": stream,
             "server_urls": app.sim.rtms_url().as_str(),
         }
-    }))
-    .expect("json");
-    let ts = now_secs().to_string();
-    let resp = app
-        .client
-        .post(format!("{base}/api/webhooks/zoom"))
-        .header("x-zm-request-timestamp", &ts)
-        .header(
-            "x-zm-signature",
-            sign(app.sim_cfg.secret_token.expose(), &ts, &body),
-        )
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("post");
-    resp.status()
+    });
+    app.post_webhook_at(base, &event).await.status()
 }
 
 async fn streams_active(rig: &Rig, base: &str) -> u64 {

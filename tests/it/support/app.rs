@@ -282,24 +282,38 @@ impl TestApp {
 
     /// POST a webhook body signed as Zoom signs it, timestamp now.
     pub async fn post_webhook(&self, event: &Value) -> reqwest::Response {
-        let body = serde_json::to_vec(event).expect("json");
-        let ts = now_secs().to_string();
-        self.post_webhook_raw(
-            &body,
-            &ts,
-            &sign(self.sim_cfg.secret_token.expose(), &ts, &body),
-        )
-        .await
+        self.post_webhook_at(&self.base, event).await
     }
 
+    /// [`TestApp::post_webhook`] to the instance at `base` (another one on
+    /// the same simulator).
+    pub async fn post_webhook_at(&self, base: &str, event: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(event).expect("json");
+        let ts = now_secs().to_string();
+        let signature = sign(self.sim_cfg.secret_token.expose(), &ts, &body);
+        self.post_webhook_raw_at(base, &body, &ts, &signature).await
+    }
+
+    /// `POST /api/webhooks/zoom` with any body, timestamp and signature.
     pub async fn post_webhook_raw(
         &self,
         body: &[u8],
         ts: &str,
         signature: &str,
     ) -> reqwest::Response {
+        self.post_webhook_raw_at(&self.base, body, ts, signature)
+            .await
+    }
+
+    async fn post_webhook_raw_at(
+        &self,
+        base: &str,
+        body: &[u8],
+        ts: &str,
+        signature: &str,
+    ) -> reqwest::Response {
         self.client
-            .post(self.url("/api/webhooks/zoom"))
+            .post(format!("{base}/api/webhooks/zoom"))
             .header("content-type", "application/json; charset=utf-8")
             .header("x-zm-request-timestamp", ts)
             .header("x-zm-signature", signature)

@@ -4,8 +4,7 @@
 //! - `app`: `TestApp`, the app and the simulator in this process, one method
 //!   per route;
 //! - `sse`: the live feed's reader;
-//! - `rig`: an app on either store, a second instance on the same Redis, the
-//!   `Ends` seam shared with the real binary;
+//! - `rig`: an app on either store, a second instance on the same Redis;
 //! - `ends`: an app (in-process or the binary) as a browser calls it, one
 //!   method per route;
 //! - `install`: the browser's side of the OAuth install, done by hand;
@@ -21,8 +20,8 @@
 //! - `disk`: a small tmpfs to fill (a full disk);
 //! - `fixtures`: the golden RTMS messages under `tests/fixtures/rtms/`.
 //!
-//! Here: the bounded wait (`eventually`), webhook signing, the clock, and
-//! `on_both_stores!`.
+//! Here: the bounded wait (`eventually`), webhook signing and a started
+//! webhook's body, the clock, and `on_both_stores!`.
 
 #![allow(dead_code)]
 
