@@ -41,6 +41,17 @@ const INTERRUPT_STALE_AFTER: Duration = Duration::from_secs(1);
 /// Also the resolution of the silence checks; keep-alives on the audio
 /// socket are answered within a tick.
 pub const MEDIA_TICK: Duration = Duration::from_millis(100);
+/// Time until the next wall-clock multiple of [`MEDIA_TICK`]. Every
+/// session ticks on the same grid, so one wake-up of the runtime serves the
+/// ticks of many streams rather than each stream waking it on its own.
+fn to_next_tick() -> Duration {
+    let tick = MEDIA_TICK.as_millis();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    Duration::from_millis((tick - now % tick) as u64)
+}
 /// Audio messages read on one tick at most; more means we are behind.
 const DRAIN_MAX: usize = 64;
 /// Audio later than this (ms) means we are behind: the audio socket is
@@ -548,7 +559,7 @@ impl<C: Connect> Session<C> {
         // so Zoom's sending is never held back by our ticks.
         let mut behind = false;
         C::set_polled(audio, true);
-        let mut tick = tokio::time::interval(MEDIA_TICK);
+        let mut tick = tokio::time::interval_at(Instant::now() + to_next_tick(), MEDIA_TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut view_due = Instant::now() + VIEW_INTERVAL;
         let idle_timeout = self.deps.config.idle_timeout;

@@ -604,3 +604,11 @@ async fn views_nobody_watches_are_kept_current_but_not_published() {
     rig.cancel.cancel();
     let _ = rig.finish().await;
 }
+
+#[test]
+fn the_first_audio_tick_is_at_most_one_tick_away() {
+    for _ in 0..100 {
+        let d = to_next_tick();
+        assert!(d > Duration::ZERO && d <= MEDIA_TICK, "{d:?}");
+    }
+}
