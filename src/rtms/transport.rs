@@ -15,22 +15,12 @@ use std::task::{Context, Poll};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::polled::Tcp;
 use super::ws;
 
 /// Largest RTMS message accepted (an audio frame is ~1 KB).
 pub const MAX_MESSAGE: usize = 1 << 20;
-/// Bytes read from a socket at once. Small: an instance holds thousands of
-/// sockets and an RTMS message is about 1 KB; the client fills its buffer
-/// before each read, so a large one costs on every read.
-pub const READ_BUFFER: usize = 4 * 1024;
-
 /// Close codes the session sends.
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_AWAY: u16 = 1001;
@@ -67,68 +57,6 @@ pub trait Connect: Send + Sync + 'static {
 
     /// A polled socket may be read again, until a read finds it drained.
     fn allow_read(_socket: &mut Self::Socket) {}
-}
-
-/// Tungstenite over rustls: the library client ours was measured against
-/// (it zero-fills a read buffer per read and keeps one per connection).
-#[derive(Clone)]
-pub struct Tungstenite {
-    tls: Arc<rustls::ClientConfig>,
-}
-
-impl Tungstenite {
-    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
-        Self { tls }
-    }
-}
-
-impl Connect for Tungstenite {
-    type Message = Message;
-    type Error = tokio_tungstenite::tungstenite::Error;
-    type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-    async fn connect(&self, url: &str) -> Result<Self::Socket, String> {
-        let mut config = WebSocketConfig::default();
-        config.max_message_size = Some(MAX_MESSAGE);
-        config.max_frame_size = Some(MAX_MESSAGE);
-        config.read_buffer_size = READ_BUFFER;
-        config.write_buffer_size = 0;
-        config.max_write_buffer_size = 1 << 20;
-        let connector = Connector::Rustls(self.tls.clone());
-        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(connector))
-            .await
-            .map(|(ws, _)| ws)
-            .map_err(|e| format!("cannot connect to {url}: {e}"))
-    }
-}
-
-impl WsMessage for Message {
-    fn text(text: String) -> Self {
-        Message::text(text)
-    }
-
-    fn close(code: u16) -> Self {
-        Message::Close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: "".into(),
-        }))
-    }
-
-    fn payload(&self) -> Option<&[u8]> {
-        match self {
-            Message::Text(t) => Some(t.as_bytes()),
-            Message::Binary(b) => Some(b),
-            _ => None,
-        }
-    }
-
-    fn close_text(&self) -> Option<String> {
-        match self {
-            Message::Close(Some(f)) => Some(format!("{} {}", u16::from(f.code), f.reason)),
-            Message::Close(None) => Some("no close frame".into()),
-            _ => None,
-        }
-    }
 }
 
 /// The client in use: our own WebSocket ([`super::ws`]) over rustls. An
