@@ -17,6 +17,7 @@ use crate::config::RtmsConfig;
 use crate::secret::Secret;
 use crate::status::StatusBus;
 
+pub mod audio_json;
 pub mod backlog;
 pub mod lease;
 pub mod manager;

@@ -64,6 +64,17 @@ impl Tcp {
         }
     }
 
+    /// Ready when a read may find data (or fail); pending, with the task
+    /// woken when data comes, when a registered socket has none. A polled
+    /// socket that may not be read is pending and wakes nobody.
+    pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.mode {
+            Mode::Armed(s) => s.poll_read_ready(cx).map(drop),
+            Mode::Polled(_) if !self.may_read => Poll::Pending,
+            _ => Poll::Ready(()),
+        }
+    }
+
     fn switch(&mut self, polled: bool) {
         let mode = std::mem::replace(&mut self.mode, Mode::Broken);
         self.mode = match (mode, polled) {

@@ -574,6 +574,14 @@ fn str_field(v: &serde_json::Value, key: &str) -> Option<String> {
 
 /// Decode one frame's bytes (text or binary).
 pub fn decode(bytes: &[u8]) -> Result<Incoming<'_>, DecodeError> {
+    match super::audio_json::audio(bytes) {
+        Some(frame) => Ok(Incoming::Audio(frame)),
+        None => decode_with_serde(bytes),
+    }
+}
+
+/// [`decode`] without the audio fast path ([`super::audio_json`]).
+pub(crate) fn decode_with_serde(bytes: &[u8]) -> Result<Incoming<'_>, DecodeError> {
     let raw: Raw<'_> =
         serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
     let t = raw.msg_type;

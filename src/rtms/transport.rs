@@ -88,6 +88,16 @@ impl Conn {
     }
 }
 
+impl ws::ReadReady for Conn {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            Conn::Plain(tcp) => tcp.poll_read_ready(cx),
+            // TLS may hold decrypted bytes the socket no longer shows.
+            Conn::Tls(_) => Poll::Ready(()),
+        }
+    }
+}
+
 impl AsyncRead for Conn {
     fn poll_read(
         self: Pin<&mut Self>,

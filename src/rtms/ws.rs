@@ -247,6 +247,15 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(WebSocket::new(io, buf, max_message))
 }
 
+/// Whether a read would find data, asked before a read buffer is taken: a
+/// socket polled only because its task woke for something else then costs
+/// no allocation. `Ready` when unsure (the default); the read then tells.
+pub trait ReadReady {
+    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
 /// A client WebSocket over `S` (plain or TLS TCP).
 pub struct WebSocket<S> {
     io: S,
@@ -391,7 +400,7 @@ impl<S: AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+impl<S: AsyncRead + AsyncWrite + ReadReady + Unpin> Stream for WebSocket<S> {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -423,6 +432,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                     this.ended = true;
                     return Poll::Ready(Some(Err(e)));
                 }
+            }
+            if this.rx.is_empty() && this.io.poll_read_ready(cx).is_pending() {
+                return Poll::Pending;
             }
             // A read of `READ_SIZE` at least (a tick's frames in one go),
             // and room for the whole frame when one is coming in.

@@ -8,6 +8,8 @@ use super::*;
 
 const MAX: usize = 1 << 20;
 
+impl ReadReady for DuplexStream {}
+
 /// A server frame (never masked).
 fn frame(op: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![if fin { 0x80 } else { 0 } | op];
