@@ -5,14 +5,12 @@
 //! list line passes the caller's [`Visibility`] first — on connect, after a
 //! lag, and for events that arrived from other instances alike.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::{Caller, Visibility};
 use crate::http::edge::{SsePermit, client_ip};
+use crate::http::sse_body;
 use crate::state::AppState;
 use crate::status::{BusEvent, Snapshot, StatusBus, Watch};
 
@@ -69,16 +68,13 @@ struct Feed {
 
 impl Feed {
     /// The caller's part of a snapshot, as an SSE event.
-    async fn snapshot_event(&mut self, snap: Snapshot) -> Event {
+    async fn snapshot_event(&mut self, snap: Snapshot) -> Bytes {
         let snap = self.visibility.snapshot(snap).await;
-        Event::default()
-            .event("snapshot")
-            .json_data(&snap)
-            .unwrap_or_else(|_| Event::default().event("snapshot").data("{}"))
+        sse_body::event("snapshot", &snap)
     }
 
     /// The next event for the caller; None when the feed ends.
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<Bytes> {
         if let Some(snap) = self.pending_snapshot.take() {
             return Some(self.snapshot_event(snap).await);
         }
@@ -98,12 +94,7 @@ impl Feed {
                     if !self.visibility.sees_event(&ev).await {
                         continue;
                     }
-                    return Some(
-                        Event::default()
-                            .event(ev.kind())
-                            .json_data(&*ev)
-                            .unwrap_or_else(|_| Event::default().comment("unserializable")),
-                    );
+                    return Some(sse_body::event(ev.kind(), &*ev));
                 }
                 // Too slow: a fresh snapshot and a fresh receiver that starts
                 // right after it, so nothing is sent twice.
@@ -147,11 +138,9 @@ async fn sse(
         _watch: watch,
         lagged: state.metrics.bus_lagged(crate::metrics::BusConsumer::Sse),
     };
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+    let events = futures_util::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;
-        Some((Ok::<_, Infallible>(event), feed))
+        Some((event, feed))
     });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    sse_body::response(events)
 }

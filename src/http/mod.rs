@@ -13,6 +13,7 @@ mod health;
 mod recordings;
 pub mod security;
 pub mod session;
+mod sse_body;
 mod webhooks;
 
 use axum::Router;
