@@ -269,12 +269,28 @@ impl StatusBus {
                 && self.state().watched.contains_key(engagement_id))
     }
 
-    /// Update the remembered view of a stream in place, telling no one
-    /// (nobody watches it): what the next snapshot shows stays current.
-    pub fn refresh_stream(&self, rtms_stream_id: &str, update: impl FnOnce(&mut StreamView)) {
-        if let Some(view) = self.state().streams.get_mut(rtms_stream_id) {
-            update(view);
+    /// Update the remembered view of a stream in place (no new view is
+    /// built, none dropped), and when `publish`, send a copy of it as an
+    /// event; unpublished, the next snapshot still shows it current.
+    /// False when no view of the stream is remembered (nothing changes).
+    pub fn refresh_stream(
+        &self,
+        rtms_stream_id: &str,
+        publish: bool,
+        update: impl FnOnce(&mut StreamView),
+    ) -> bool {
+        let mut state = self.state();
+        let Some(view) = state.streams.get_mut(rtms_stream_id) else {
+            return false;
+        };
+        update(view);
+        if publish {
+            let event = Arc::new(BusEvent::Stream(view.clone()));
+            // Sent under the lock, as `record` does.
+            let _ = self.inner.local_tx.send(event.clone());
+            let _ = self.inner.tx.send(event);
         }
+        true
     }
 
     pub fn transcript(&self, line: TranscriptLine) {
@@ -603,7 +619,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refreshed_view_is_in_the_snapshot_without_an_event() {
+    async fn a_refreshed_view_is_in_the_snapshot_and_sent_only_when_published() {
         let bus = StatusBus::new();
         let view = |frames| StreamView {
             engagement_id: "e".into(),
@@ -616,10 +632,23 @@ mod tests {
         };
         bus.stream(view(1));
         let (_, mut rx) = bus.subscribe(None);
-        bus.refresh_stream("s", |v| v.frames = 250);
-        bus.refresh_stream("unknown", |v| v.frames = 1);
+        let mut local = bus.subscribe_local();
+        assert!(bus.refresh_stream("s", false, |v| v.frames = 250));
+        assert!(!bus.refresh_stream("unknown", true, |v| v.frames = 1));
         assert_eq!(bus.snapshot().streams, vec![view(250)]);
         assert!(rx.try_recv().is_err(), "nothing was sent");
+
+        // Published: the same copy goes to pages and to the fan-out.
+        assert!(bus.refresh_stream("s", true, |v| v.frames = 300));
+        assert_eq!(bus.snapshot().streams, vec![view(300)]);
+        for got in [rx.try_recv(), local.try_recv()] {
+            assert_eq!(
+                got.ok().as_deref(),
+                Some(&BusEvent::Stream(view(300))),
+                "sent once to each"
+            );
+        }
+        assert!(rx.try_recv().is_err() && local.try_recv().is_err());
     }
 
     #[test]

@@ -139,17 +139,25 @@ impl<C: Connect> Session<C> {
         self.deps.bus.stream(view);
     }
 
-    /// The periodic update of the view: published when someone watches,
-    /// else only kept current for the next snapshot.
+    /// The periodic update of the view, made in the bus's copy: published
+    /// when someone watches, else only kept current for the next snapshot.
     fn update_view(&mut self) {
-        if self.deps.bus.watched(&self.spec.engagement_id) {
-            return self.publish_view("streaming");
-        }
         self.deps.counters.add(&self.meter.unflushed());
+        let watched = self.deps.bus.watched(&self.spec.engagement_id);
         let meter = &mut self.meter;
-        self.deps
+        let refreshed = self
+            .deps
             .bus
-            .refresh_stream(&self.spec.rtms_stream_id, |view| meter.refresh(view));
+            .refresh_stream(&self.spec.rtms_stream_id, watched, |view| {
+                if view.state != "streaming" {
+                    view.state = "streaming".to_owned();
+                }
+                meter.refresh(view);
+            });
+        if watched && !refreshed {
+            // Forgotten meanwhile: a whole new view.
+            self.publish_view("streaming");
+        }
     }
 
     /// Run until the stream ends; publishes every state change.
