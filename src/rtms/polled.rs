@@ -18,8 +18,8 @@ use tokio::net::TcpStream;
 
 /// Bytes read at once from a registered socket are read by tokio into
 /// uninitialised memory; a polled read fills a zeroed buffer, so it asks for
-/// no more than this (a few frames; the rest is read next).
-const POLLED_READ: usize = 8 * 1024;
+/// no more than this (a tick's frames of one channel; the rest is read next).
+const POLLED_READ: usize = 16 * 1024;
 
 enum Mode {
     /// Registered with the event loop: data wakes the reader.

@@ -37,10 +37,14 @@ const VIEW_INTERVAL: Duration = Duration::from_millis(200);
 const INTERRUPT_STALE_AFTER: Duration = Duration::from_secs(1);
 /// How often the audio socket is read while streaming. It is not watched
 /// in between: a wake-up per 20 ms frame costs several times the frame's
-/// decoding, so each tick reads the ~5 frames that came since at once.
-/// Also the resolution of the silence checks; keep-alives on the audio
-/// socket are answered within a tick.
-pub const MEDIA_TICK: Duration = Duration::from_millis(100);
+/// decoding, so each tick reads the ~10 frames (per channel) that came since
+/// at once. At 200 ms rather than 100 the engine costs about a quarter less
+/// CPU per frame (the wake-up, the read call and the TCP window update are
+/// per tick), and a "Received N" line comes at most one tick after its
+/// frame, as often as the views are updated. Also the resolution of the
+/// silence checks; keep-alives on the audio socket are answered within a
+/// tick.
+pub const MEDIA_TICK: Duration = Duration::from_millis(200);
 /// Time until the next wall-clock multiple of [`MEDIA_TICK`]. Every
 /// session ticks on the same grid, so one wake-up of the runtime serves the
 /// ticks of many streams rather than each stream waking it on its own.

@@ -23,8 +23,9 @@ use sha1::{Digest as _, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::io::poll_read_buf;
 
-/// Bytes asked of the socket per read: the ~5 audio frames of a tick fit.
-pub const READ_SIZE: usize = 8 * 1024;
+/// Bytes asked of the socket per read: the ~10 audio frames of a tick fit
+/// (a two-channel call's ~20 take two reads).
+pub const READ_SIZE: usize = 16 * 1024;
 /// Largest HTTP upgrade response accepted.
 const MAX_RESPONSE: usize = 8 * 1024;
 /// What the server's accept key is derived with (RFC 6455 §1.3).
