@@ -92,8 +92,16 @@ impl ws::ReadReady for Conn {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match self {
             Conn::Plain(tcp) => tcp.poll_read_ready(cx),
-            // TLS may hold decrypted bytes the socket no longer shows.
-            Conn::Tls(_) => Poll::Ready(()),
+            Conn::Tls(tls) => {
+                let (tcp, session) = tls.get_mut();
+                // TLS wants no more bytes while it holds decrypted ones (or
+                // the peer's close): then there is something to read.
+                if session.wants_read() {
+                    tcp.poll_read_ready(cx)
+                } else {
+                    Poll::Ready(())
+                }
+            }
         }
     }
 }
