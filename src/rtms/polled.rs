@@ -11,7 +11,9 @@
 
 use std::io::{self, Read as _, Write as _};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -19,6 +21,8 @@ use tokio::net::TcpStream;
 /// Bytes read at once from a registered socket are read by tokio into
 /// uninitialised memory; a polled read fills a zeroed buffer, so it asks for
 /// no more than this (a tick's frames of one channel; the rest is read next).
+/// A smaller read (TLS asks for 4 KiB at a time) still reads this much,
+/// and the rest is handed out from memory: one system call per tick.
 const POLLED_READ: usize = 16 * 1024;
 
 enum Mode {
@@ -38,6 +42,9 @@ pub struct Tcp {
     /// The owner wants it polled (a write that would block arms it until
     /// the next `allow_read`).
     want_polled: bool,
+    /// Read from the socket, not yet by the owner (see [`POLLED_READ`]);
+    /// empty, and holding no memory, once handed out.
+    ahead: BytesMut,
 }
 
 impl Tcp {
@@ -46,6 +53,7 @@ impl Tcp {
             mode: Mode::Armed(stream),
             may_read: false,
             want_polled: false,
+            ahead: BytesMut::new(),
         }
     }
 
@@ -68,6 +76,9 @@ impl Tcp {
     /// woken when data comes, when a registered socket has none. A polled
     /// socket that may not be read is pending and wakes nobody.
     pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.ahead.is_empty() {
+            return Poll::Ready(());
+        }
         match &self.mode {
             Mode::Armed(s) => s.poll_read_ready(cx).map(drop),
             Mode::Polled(_) if !self.may_read => Poll::Pending,
@@ -85,6 +96,44 @@ impl Tcp {
     }
 }
 
+impl Tcp {
+    /// What was read ahead, as much as `buf` takes.
+    fn hand_out(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = self.ahead.len().min(buf.remaining());
+        buf.put_slice(&self.ahead.split_to(n));
+        if self.ahead.is_empty() {
+            self.ahead = BytesMut::new();
+        }
+    }
+}
+
+/// One read of a polled socket into `dst`; a short read (or "would block")
+/// means drained until the next `allow_read`.
+fn read_polled(
+    s: &mut std::net::TcpStream,
+    dst: &mut [u8],
+    may_read: &mut bool,
+) -> Poll<io::Result<usize>> {
+    loop {
+        match s.read(dst) {
+            Ok(n) => {
+                // Less than asked: the socket is drained (a later read would
+                // only say "would block").
+                if n < dst.len() {
+                    *may_read = false;
+                }
+                return Poll::Ready(Ok(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *may_read = false;
+                return Poll::Pending;
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
 fn broken() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "socket mode switch failed")
 }
@@ -96,32 +145,35 @@ impl AsyncRead for Tcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.ahead.is_empty() {
+            this.hand_out(buf);
+            return Poll::Ready(Ok(()));
+        }
         match &mut this.mode {
             Mode::Armed(s) => Pin::new(s).poll_read(cx, buf),
             Mode::Broken => Poll::Ready(Err(broken())),
             Mode::Polled(_) if !this.may_read => Poll::Pending,
+            Mode::Polled(s) if buf.remaining() >= POLLED_READ => {
+                let dst = buf.initialize_unfilled_to(POLLED_READ);
+                let n = ready!(read_polled(s, dst, &mut this.may_read))?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
             Mode::Polled(s) => {
-                let want = buf.remaining().min(POLLED_READ);
-                let dst = buf.initialize_unfilled_to(want);
-                loop {
-                    match s.read(dst) {
-                        Ok(n) => {
-                            // Less than asked: the socket is drained (a
-                            // later read would only say "would block").
-                            if n < want {
-                                this.may_read = false;
-                            }
-                            buf.advance(n);
-                            return Poll::Ready(Ok(()));
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            this.may_read = false;
-                            return Poll::Pending;
-                        }
-                        Err(e) => return Poll::Ready(Err(e)),
-                    }
+                this.ahead.resize(POLLED_READ, 0);
+                let read = read_polled(s, &mut this.ahead, &mut this.may_read);
+                let n = match &read {
+                    Poll::Ready(Ok(n)) => *n,
+                    _ => 0,
+                };
+                this.ahead.truncate(n);
+                if n == 0 {
+                    this.ahead = BytesMut::new();
                 }
+                ready!(read)?;
+                // At the end of the stream (0 bytes) this hands out nothing.
+                this.hand_out(buf);
+                Poll::Ready(Ok(()))
             }
         }
     }
@@ -160,5 +212,106 @@ impl AsyncWrite for Tcp {
             Mode::Polled(s) => Poll::Ready(s.shutdown(std::net::Shutdown::Write)),
             Mode::Broken => Poll::Ready(Err(broken())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::FutureExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const SENT: usize = 10_000;
+
+    /// A connected pair over loopback whose client end already holds all
+    /// of `SENT` bytes (numbered) and then the server's end of the stream.
+    async fn loaded() -> (TcpStream, Vec<u8>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (mut server, _) = listener.accept().await.expect("accept");
+        let data: Vec<u8> = (0..SENT).map(|i| (i % 251) as u8).collect();
+        server.write_all(&data).await.expect("write");
+        server.shutdown().await.expect("shutdown");
+        let mut peek = vec![0; SENT + 1];
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while client.peek(&mut peek).await.expect("peek") < SENT {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the data arrived");
+        (client, data)
+    }
+
+    /// Read what a polled socket hands out now, `chunk` bytes at a time.
+    fn read_now(tcp: &mut Tcp, chunk: usize, out: &mut Vec<u8>) -> Option<usize> {
+        let mut buf = vec![0; chunk];
+        match tcp.read(&mut buf).now_or_never()? {
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                Some(n)
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn small_reads_of_a_polled_socket_are_served_from_one_read_ahead() {
+        let (client, data) = loaded().await;
+        let mut tcp = Tcp::new(client);
+        tcp.set_polled(true);
+        let mut got = Vec::new();
+        // 4 KiB at a time, as TLS asks: the first read takes everything
+        // there is (less than `POLLED_READ`, so the socket is drained).
+        assert_eq!(read_now(&mut tcp, 4096, &mut got), Some(4096));
+        assert!(!tcp.may_read, "one read found the socket drained");
+        assert_eq!(tcp.ahead.len(), SENT - 4096);
+        assert_eq!(read_now(&mut tcp, 4096, &mut got), Some(4096));
+        assert!(
+            tcp.poll_read_ready(&mut Context::from_waker(
+                futures_util::task::noop_waker_ref()
+            ))
+            .is_ready()
+        );
+        assert_eq!(read_now(&mut tcp, 4096, &mut got), Some(SENT - 8192));
+        assert_eq!(got, data, "in order, nothing lost or repeated");
+        assert_eq!(tcp.ahead.capacity(), 0, "handed out: no memory held");
+        // Drained until the owner allows a read again; then the end shows.
+        assert_eq!(read_now(&mut tcp, 4096, &mut got), None);
+        tcp.allow_read();
+        assert_eq!(read_now(&mut tcp, 4096, &mut got), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_large_read_goes_straight_to_the_caller() {
+        let (client, data) = loaded().await;
+        let mut tcp = Tcp::new(client);
+        tcp.set_polled(true);
+        let mut got = Vec::new();
+        assert_eq!(read_now(&mut tcp, POLLED_READ, &mut got), Some(SENT));
+        assert_eq!(tcp.ahead.capacity(), 0, "nothing read ahead");
+        assert_eq!(got, data);
+    }
+
+    #[tokio::test]
+    async fn what_was_read_ahead_comes_first_after_the_socket_is_registered_again() {
+        let (client, data) = loaded().await;
+        let mut tcp = Tcp::new(client);
+        tcp.set_polled(true);
+        let mut got = Vec::new();
+        assert_eq!(read_now(&mut tcp, 1000, &mut got), Some(1000));
+        tcp.set_polled(false);
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest))
+            .await
+            .expect("read to the end")
+            .expect("read");
+        got.extend(rest);
+        assert_eq!(got, data);
     }
 }
