@@ -11,10 +11,12 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
+use super::stream::to_next_tick;
 use super::*;
 use crate::config::RtmsConfig;
 use crate::rtms::EngineCounters;
 use crate::rtms::reconnect::{DUPLICATE_BACKOFF, MEDIA_BACKOFF, SIGNALING_WINDOW};
+use crate::rtms::transport::{CLOSE_AWAY, CLOSE_NORMAL};
 use crate::secret::Secret;
 use crate::status::StatusBus;
 
