@@ -227,9 +227,10 @@ mod tests {
 
     const SENT: usize = 10_000;
 
-    /// A connected pair over loopback whose client end already holds all
-    /// of `SENT` bytes (numbered) and then the server's end of the stream.
-    async fn loaded() -> (TcpStream, Vec<u8>) {
+    /// A polled client socket over loopback that already holds all of
+    /// `SENT` bytes (numbered), then the server's end of the stream; and
+    /// the bytes.
+    async fn loaded() -> (Tcp, Vec<u8>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).await.expect("connect");
@@ -245,7 +246,9 @@ mod tests {
         })
         .await
         .expect("the data arrived");
-        (client, data)
+        let mut tcp = Tcp::new(client);
+        tcp.set_polled(true);
+        (tcp, data)
     }
 
     /// Read what a polled socket hands out now, `chunk` bytes at a time.
@@ -262,9 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_reads_of_a_polled_socket_are_served_from_one_read_ahead() {
-        let (client, data) = loaded().await;
-        let mut tcp = Tcp::new(client);
-        tcp.set_polled(true);
+        let (mut tcp, data) = loaded().await;
         let mut got = Vec::new();
         // 4 KiB at a time, as TLS asks: the first read takes everything
         // there is (less than `POLLED_READ`, so the socket is drained).
@@ -289,9 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_read_goes_straight_to_the_caller() {
-        let (client, data) = loaded().await;
-        let mut tcp = Tcp::new(client);
-        tcp.set_polled(true);
+        let (mut tcp, data) = loaded().await;
         let mut got = Vec::new();
         assert_eq!(read_now(&mut tcp, POLLED_READ, &mut got), Some(SENT));
         assert_eq!(tcp.ahead.capacity(), 0, "nothing read ahead");
@@ -300,9 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_was_read_ahead_comes_first_after_the_socket_is_registered_again() {
-        let (client, data) = loaded().await;
-        let mut tcp = Tcp::new(client);
-        tcp.set_polled(true);
+        let (mut tcp, data) = loaded().await;
         let mut got = Vec::new();
         assert_eq!(read_now(&mut tcp, 1000, &mut got), Some(1000));
         tcp.set_polled(false);

@@ -265,14 +265,10 @@ impl<C: Connect> Session<C> {
     }
 
     async fn on_signaling(&mut self, ws: &mut Socket<C>, m: Next<C>) -> Option<Ended> {
-        let msg = match m {
-            None => return Some(Ended::Lost("signaling socket closed".into())),
-            Some(Err(e)) => return Some(Ended::Lost(format!("signaling: {e}"))),
-            Some(Ok(m)) => m,
+        let msg = match received::<C>(m, "signaling") {
+            Ok(msg) => msg,
+            Err(lost) => return Some(lost),
         };
-        if let Some(close) = msg.close_text() {
-            return Some(Ended::Lost(format!("signaling closed by server ({close})")));
-        }
         let bytes = msg.payload()?;
         match protocol::decode(bytes) {
             Ok(Incoming::KeepAlive {
@@ -310,14 +306,10 @@ impl<C: Connect> Session<C> {
 
     async fn on_media(&mut self, ws: &mut Socket<C>, m: Next<C>, which: &str) -> Option<Ended> {
         self.heard += 1;
-        let msg = match m {
-            None => return Some(Ended::Lost(format!("{which} socket closed"))),
-            Some(Err(e)) => return Some(Ended::Lost(format!("{which}: {e}"))),
-            Some(Ok(m)) => m,
+        let msg = match received::<C>(m, which) {
+            Ok(msg) => msg,
+            Err(lost) => return Some(lost),
         };
-        if let Some(close) = msg.close_text() {
-            return Some(Ended::Lost(format!("{which} closed by server ({close})")));
-        }
         let bytes = msg.payload()?;
         match protocol::decode(bytes) {
             Ok(Incoming::Audio(frame)) => self.audio(&frame),
@@ -397,6 +389,20 @@ impl<C: Connect> Session<C> {
             }
             other => other,
         }
+    }
+}
+
+/// What came on the `which` socket, unless it ended (closed, failed, or
+/// the server's close frame).
+fn received<C: Connect>(m: Next<C>, which: &str) -> Result<C::Message, Ended> {
+    let msg = match m {
+        None => return Err(Ended::Lost(format!("{which} socket closed"))),
+        Some(Err(e)) => return Err(Ended::Lost(format!("{which}: {e}"))),
+        Some(Ok(m)) => m,
+    };
+    match msg.close_text() {
+        Some(close) => Err(Ended::Lost(format!("{which} closed by server ({close})"))),
+        None => Ok(msg),
     }
 }
 
