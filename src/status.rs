@@ -147,6 +147,17 @@ struct State {
     watched: HashMap<String, usize>,
 }
 
+/// What [`StatusBus::refresh_stream`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    /// Updated and sent (someone watches).
+    Sent,
+    /// Updated for the next snapshot only.
+    Kept,
+    /// No view of the stream is remembered; nothing changed.
+    Unknown,
+}
+
 /// Cheap to clone; all clones share one bus.
 #[derive(Clone)]
 pub struct StatusBus {
@@ -270,27 +281,32 @@ impl StatusBus {
     }
 
     /// Update the remembered view of a stream in place (no new view is
-    /// built, none dropped), and when `publish`, send a copy of it as an
-    /// event; unpublished, the next snapshot still shows it current.
-    /// False when no view of the stream is remembered (nothing changes).
+    /// built, none dropped), and send a copy of it when someone watches its
+    /// engagement; unsent, the next snapshot still shows it current. The
+    /// watch is checked under the same lock as the update.
     pub fn refresh_stream(
         &self,
         rtms_stream_id: &str,
-        publish: bool,
         update: impl FnOnce(&mut StreamView),
-    ) -> bool {
+    ) -> Refreshed {
         let mut state = self.state();
-        let Some(view) = state.streams.get_mut(rtms_stream_id) else {
-            return false;
+        let State {
+            streams, watched, ..
+        } = &mut *state;
+        let Some(view) = streams.get_mut(rtms_stream_id) else {
+            return Refreshed::Unknown;
         };
         update(view);
-        if publish {
-            let event = Arc::new(BusEvent::Stream(view.clone()));
-            // Sent under the lock, as `record` does.
-            let _ = self.inner.local_tx.send(event.clone());
-            let _ = self.inner.tx.send(event);
+        let watched = self.inner.watch_all.load(Ordering::Relaxed) > 0
+            || watched.contains_key(&view.engagement_id);
+        if !watched {
+            return Refreshed::Kept;
         }
-        true
+        let event = Arc::new(BusEvent::Stream(view.clone()));
+        // Sent under the lock, as `record` does.
+        let _ = self.inner.local_tx.send(event.clone());
+        let _ = self.inner.tx.send(event);
+        Refreshed::Sent
     }
 
     pub fn transcript(&self, line: TranscriptLine) {
@@ -633,13 +649,20 @@ mod tests {
         bus.stream(view(1));
         let (_, mut rx) = bus.subscribe(None);
         let mut local = bus.subscribe_local();
-        assert!(bus.refresh_stream("s", false, |v| v.frames = 250));
-        assert!(!bus.refresh_stream("unknown", true, |v| v.frames = 1));
+        let other = bus.watch(Some("another"));
+        assert_eq!(bus.refresh_stream("s", |v| v.frames = 250), Refreshed::Kept);
+        assert_eq!(
+            bus.refresh_stream("unknown", |v| v.frames = 1),
+            Refreshed::Unknown
+        );
         assert_eq!(bus.snapshot().streams, vec![view(250)]);
         assert!(rx.try_recv().is_err(), "nothing was sent");
+        drop(other);
 
-        // Published: the same copy goes to pages and to the fan-out.
-        assert!(bus.refresh_stream("s", true, |v| v.frames = 300));
+        // Watched: the same copy goes to pages and to the fan-out.
+        let watch = bus.watch(Some("e"));
+        assert_eq!(bus.refresh_stream("s", |v| v.frames = 300), Refreshed::Sent);
+        drop(watch);
         assert_eq!(bus.snapshot().streams, vec![view(300)]);
         for got in [rx.try_recv(), local.try_recv()] {
             assert_eq!(

@@ -46,6 +46,22 @@ pub fn audio(bytes: &[u8]) -> Option<AudioFrame<'_>> {
     content
 }
 
+/// An id as it came; made text only when the frame keeps it (a `user_id`
+/// beside a `channel_id` is read and dropped without an allocation).
+enum Id<'a> {
+    Text(&'a str),
+    Number(i64),
+}
+
+impl<'a> Id<'a> {
+    fn into_text(self) -> Cow<'a, str> {
+        match self {
+            Id::Text(t) => Cow::Borrowed(t),
+            Id::Number(n) => Cow::Owned(n.to_string()),
+        }
+    }
+}
+
 /// A position in the message; every method returns `None` on anything but
 /// the plain shape.
 struct Reader<'a> {
@@ -133,11 +149,11 @@ impl<'a> Reader<'a> {
         Some(if negative { -magnitude } else { magnitude })
     }
 
-    /// A channel or user id: a string, or an integer as text.
-    fn id(&mut self) -> Option<Cow<'a, str>> {
+    /// A channel or user id: a string, or an integer.
+    fn id(&mut self) -> Option<Id<'a>> {
         match self.peek()? {
-            b'"' => self.string().map(Cow::Borrowed),
-            _ => self.integer().map(|n| Cow::Owned(n.to_string())),
+            b'"' => self.string().map(Id::Text),
+            _ => self.integer().map(Id::Number),
         }
     }
 
@@ -185,8 +201,10 @@ impl<'a> Reader<'a> {
         Some(AudioFrame {
             data: Cow::Borrowed(data?),
             timestamp: timestamp.unwrap_or(0),
-            channel: channel_id.or(user_id).unwrap_or(Cow::Borrowed("0")),
-            user_name,
+            channel: channel_id
+                .or(user_id)
+                .map_or(Cow::Borrowed("0"), Id::into_text),
+            user_name: user_name.map(Id::into_text),
         })
     }
 }
@@ -217,6 +235,10 @@ mod tests {
         assert!(
             matches!(a.data, Cow::Borrowed(_)),
             "the payload is not copied"
+        );
+        assert!(
+            matches!(a.channel, Cow::Borrowed(_)),
+            "the channel id is not copied either"
         );
         let sim = zoom_sim::protocol::audio_frame("QUJD", 42, "1", Some((16778240, "Agent")));
         let a = audio(sim.as_bytes()).expect("the simulator's frame, with its length");

@@ -24,7 +24,7 @@ use super::protocol;
 use super::reconnect::{Ended, Policy, Step};
 use super::transport::{Connect, WsMessage};
 use super::{Control, Outcome, SessionDeps, StreamSpec};
-use crate::status::Level;
+use crate::status::{Level, Refreshed};
 
 mod connect;
 mod stream;
@@ -108,18 +108,17 @@ impl<C: Connect> Session<C> {
     /// when someone watches, else only kept current for the next snapshot.
     fn update_view(&mut self) {
         self.deps.counters.add(&self.meter.unflushed());
-        let watched = self.deps.bus.watched(&self.spec.engagement_id);
         let meter = &mut self.meter;
         let refreshed = self
             .deps
             .bus
-            .refresh_stream(&self.spec.rtms_stream_id, watched, |view| {
+            .refresh_stream(&self.spec.rtms_stream_id, |view| {
                 if view.state != "streaming" {
                     view.state = "streaming".to_owned();
                 }
                 meter.refresh(view);
             });
-        if watched && !refreshed {
+        if refreshed == Refreshed::Unknown && self.deps.bus.watched(&self.spec.engagement_id) {
             // Forgotten meanwhile: a whole new view.
             self.publish_view("streaming");
         }
